@@ -1,0 +1,7 @@
+"""`python -m ustack` runs the CLI."""
+
+import sys
+
+from ustack.cli import main
+
+sys.exit(main())

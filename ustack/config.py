@@ -1,0 +1,79 @@
+"""Stack-wide TCP settings, named after their Linux sysctl counterparts.
+
+One `Settings` object is shared by the CLI (`--set NAME=VALUE`), the API and
+the tests. Times are in seconds (floats).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+
+@dataclass(slots=True)
+class Settings:
+    # TIME_WAIT lasts 2*msl (RFC 9293 3.4.2; Linux fixes TIME_WAIT at 60 s).
+    msl: float = 30.0
+    # net.ipv4.tcp_fin_timeout: how long an orphan may sit in FIN_WAIT_2.
+    fin_timeout: float = 60.0
+    # net.ipv4.tcp_keepalive_time / _intvl / _probes (RFC 1122 4.2.3.6).
+    keepalive_time: float = 7200.0
+    keepalive_intvl: float = 75.0
+    keepalive_probes: int = 9
+    # net.ipv4.tcp_syn_retries / tcp_synack_retries.
+    syn_retries: int = 6
+    synack_retries: int = 5
+    # net.ipv4.tcp_retries2 / tcp_orphan_retries: data and FIN retransmissions.
+    retries2: int = 15
+    orphan_retries: int = 8
+    # net.ipv4.tcp_max_orphans.
+    max_orphans: int = 4096
+    # net.core.somaxconn: upper bound on a listener's accept queue.
+    backlog: int = 4096
+    # net.ipv4.tcp_max_syn_backlog: half-open connections per listener.
+    max_syn_backlog: int = 1024
+    # RTO bounds (RFC 6298 2.1, 2.4; Linux uses a 200 ms floor).
+    rto_initial: float = 1.0
+    rto_min: float = 0.2
+    rto_max: float = 120.0
+    # Delayed ACK ceiling (RFC 1122 4.2.3.2: < 0.5 s; Linux 40-200 ms).
+    delack_max: float = 0.2
+    # Buffers per connection (bytes).
+    rcv_buf: int = 1 << 20
+    snd_buf: int = 1 << 20
+    # Out-of-order reassembly bound (bytes held beyond RCV.NXT).
+    ooo_max_bytes: int = 1 << 20
+    # Window scale we offer (RFC 7323 2.3); 0..14.
+    wscale: int = 7
+    # Ephemeral port range (net.ipv4.ip_local_port_range).
+    port_low: int = 32768
+    port_high: int = 60999
+    # Grace period for orderly close when the stack shuts down.
+    shutdown_grace: float = 2.0
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def set_from_string(self, assignment: str) -> None:
+        """Apply one `NAME=VALUE` assignment, as given to `ustack up --set`."""
+        name, sep, raw = assignment.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep:
+            raise ValueError(f"expected NAME=VALUE, got {assignment!r}")
+        known = {f.name: f for f in fields(self)}
+        if name not in known:
+            raise ValueError(
+                f"unknown setting {name!r}; known: {', '.join(sorted(known))}"
+            )
+        current = getattr(self, name)
+        try:
+            value: object = type(current)(raw.strip())
+        except ValueError:
+            raise ValueError(
+                f"setting {name} wants a {type(current).__name__}, got {raw!r}"
+            ) from None
+        setattr(self, name, value)
+
+    def as_dict(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+

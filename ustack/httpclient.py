@@ -1,0 +1,62 @@
+"""A minimal streaming HTTP/1.1 GET over any trio Stream (used by `ustack get`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import h11
+import trio
+
+RECV_SIZE = 256 * 1024
+
+
+@dataclass
+class HttpResult:
+    status: int = 0
+    reason: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body_bytes: int = 0  # bytes handed to the sink
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+async def http_get(
+    stream: trio.abc.Stream,
+    host: str,
+    target: str,
+    sink: Callable[[bytes], object],
+    *,
+    body_on_error: bool = False,
+) -> HttpResult:
+    """Send `GET target` (Connection: close) and stream the body into `sink`.
+
+    A non-2xx body is read and dropped unless `body_on_error`. Raises
+    h11.RemoteProtocolError on a malformed or truncated response.
+    """
+    conn = h11.Connection(h11.CLIENT)
+    request = h11.Request(
+        method="GET",
+        target=target,
+        headers=[("Host", host), ("User-Agent", "ustack"), ("Connection", "close")],
+    )
+    await stream.send_all(conn.send(request) + conn.send(h11.EndOfMessage()))
+    result = HttpResult()
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(RECV_SIZE))  # type: ignore[arg-type]
+        elif isinstance(event, h11.Response):
+            result.status = event.status_code
+            result.reason = event.reason.decode("latin-1")
+            result.headers = [
+                (k.decode(), v.decode("latin-1")) for k, v in event.headers
+            ]
+        elif isinstance(event, h11.Data):
+            if result.ok or body_on_error:
+                sink(event.data)
+                result.body_bytes += len(event.data)
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            return result

@@ -1,0 +1,60 @@
+"""Shared plumbing for the services: the per-connection guard and logging."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+
+import trio
+
+Handler = Callable[[trio.abc.Stream], Awaitable[None]]
+
+# The peer went away (FIN+RST, reset, timeout) or we closed under ourselves:
+# ordinary endings of a connection, never worth a log line.
+PEER_GONE: tuple[type[BaseException], ...] = (
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def log(message: str) -> None:
+    print(f"ustack: {message}", file=sys.stderr, flush=True)
+
+
+def guarded(handler: Handler, name: str, *, keepalive: bool = False) -> Handler:
+    """Wrap `handler` so its failure ends only its own connection.
+
+    Peer-gone errors end the connection quietly; anything else is logged in
+    one line. Either way the stream is closed (aclose is idempotent).
+    """
+
+    async def run(stream: trio.abc.Stream) -> None:
+        try:
+            if keepalive:
+                _set_keepalive(stream)
+            await handler(stream)
+        except PEER_GONE:
+            pass
+        except Exception as exc:  # isolate one connection
+            log(f"{name}: {type(exc).__name__}: {exc}")
+        finally:
+            # Shielded so a cancelled service still releases the connection.
+            with (
+                trio.CancelScope(shield=True),
+                trio.move_on_after(5),
+                contextlib.suppress(Exception),
+            ):
+                await stream.aclose()
+
+    return run
+
+
+def _set_keepalive(stream: trio.abc.Stream) -> None:
+    # Both ustack.TcpStream and trio.SocketStream expose `.socket.setsockopt`.
+    sock = getattr(stream, "socket", None)
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

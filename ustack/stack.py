@@ -1,0 +1,502 @@
+"""The stack: one trio task that moves packets between a link and the TCBs.
+
+It owns demultiplexing by 4-tuple, listeners with their SYN and accept
+queues, ephemeral ports, the single timer heap for every connection, and the
+wake-ups of application tasks. It never parses bytes itself (ustack.wire
+does) and never decides protocol behaviour (ustack.tcp does).
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import ipaddress
+import itertools
+import math
+import random
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import trio
+
+from ustack.config import Settings
+from ustack.errors import os_error
+from ustack.link.base import Link
+from ustack.tcp.isn import IsnGenerator
+from ustack.tcp.state import State
+from ustack.tcp.tcb import Tcb, reset_for
+from ustack.wire.icmp import ECHO_REQUEST, echo_reply_packet, parse_icmp
+from ustack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, build_tcp_packet, parse_ipv4
+from ustack.wire.tcp import ACK, RST, SYN, TcpSegment, WireError, parse_tcp
+
+if TYPE_CHECKING:
+    from ustack.api import Socket, TcpListener, TcpStream
+
+Key = tuple[bytes, int, int]  # (remote ip, remote port, local port)
+
+
+class Conn:
+    """The stack's bookkeeping for one TCB (kept in `tcb.owner`)."""
+
+    __slots__ = ("key", "lot", "listener", "heap_deadline", "dirty", "orphan")
+
+    def __init__(self, key: Key, listener: Listening | None = None) -> None:
+        self.key = key
+        self.lot = trio.lowlevel.ParkingLot()
+        self.listener = listener  # set until the connection is accepted
+        self.heap_deadline: float | None = None
+        self.dirty = False
+        self.orphan = False
+
+
+class Listening:
+    """A listening port: SYN queue (half-open) and accept queue (RFC 9293 3.10.7.2)."""
+
+    __slots__ = ("port", "backlog", "half_open", "ready", "lot", "closed", "options")
+
+    def __init__(self, port: int, backlog: int, options: dict[str, object]) -> None:
+        self.port = port
+        self.backlog = backlog
+        self.half_open = 0
+        self.ready: deque[Tcb] = deque()
+        self.lot = trio.lowlevel.ParkingLot()
+        self.closed = False
+        self.options = options  # socket options inherited by accepted sockets
+
+
+class Stack:
+    """A user-space TCP/IP stack answering as `ip` on `link`.
+
+    Use as `async with Stack(link, ip="10.0.0.2") as stack:`; the packet loop
+    runs while the block does, and leaving it closes every connection (FIN,
+    then RST for whatever has not finished within `settings.shutdown_grace`).
+    """
+
+    def __init__(self, link: Link, ip: str, settings: Settings | None = None) -> None:
+        self.link = link
+        self.ip = ip
+        self.ip_bytes = ipaddress.IPv4Address(ip).packed
+        self.settings = settings if settings is not None else Settings()
+        self.mss = link.mtu - 40  # IPv4 and TCP headers without options
+        self.counters: Counter[str] = Counter()
+        self._conns: dict[Key, Tcb] = {}
+        self._listeners: dict[int, Listening] = {}
+        self._bound: Counter[int] = Counter()  # ports held by bound, unlistening sockets
+        self._heap: list[tuple[float, int, Tcb]] = []
+        self._heap_seq = itertools.count()
+        self._dirty: list[Tcb] = []
+        self._isn = IsnGenerator()
+        self._ident = random.randrange(1 << 16)
+        self._rng = random.SystemRandom()
+        self._orphans = 0
+        self._wait_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._running = False
+
+    # ------------------------------------------------------------------
+    # Lifecycle
+
+    async def __aenter__(self) -> Stack:
+        self._nursery_cm = trio.open_nursery()
+        self._nursery = await self._nursery_cm.__aenter__()
+        self._running = True
+        self._nursery.start_soon(self._packet_loop)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        try:
+            with trio.CancelScope(shield=True):
+                await self._shutdown()
+        finally:
+            self._running = False
+            assert self._nursery is not None
+            self._nursery.cancel_scope.cancel()
+            result = await self._nursery_cm.__aexit__(*exc_info)  # type: ignore[arg-type]
+        return result
+
+    async def _shutdown(self) -> None:
+        """Orderly close of every connection, then RST for the stragglers."""
+        now = trio.current_time()
+        for listening in list(self._listeners.values()):
+            self.close_listener(listening)
+        for tcb in list(self._conns.values()):
+            if tcb.state not in (State.TIME_WAIT, State.CLOSED):
+                tcb.close(now)
+                self.kick(tcb)
+        with trio.move_on_after(self.settings.shutdown_grace):
+            while any(t.state is not State.TIME_WAIT for t in self._conns.values()):
+                await trio.sleep(0.01)
+        now = trio.current_time()
+        for tcb in list(self._conns.values()):
+            if tcb.state is not State.TIME_WAIT:
+                tcb.abort(now)
+                self.kick(tcb)
+        self._conns.clear()
+
+    # ------------------------------------------------------------------
+    # The packet loop
+
+    async def _packet_loop(self) -> None:
+        link = self.link
+        while True:
+            deadline = self._heap[0][0] if self._heap else math.inf
+            with trio.CancelScope(deadline=deadline) as scope:
+                self._wait_scope = scope
+                await link.wait_readable()
+            self._wait_scope = None
+            now = trio.current_time()
+            while True:
+                batch = link.read_batch(256)
+                if not batch:
+                    break
+                for packet in batch:
+                    self._input(packet, now)
+                self._flush_dirty(now)
+            self._run_timers(now)
+            await trio.lowlevel.checkpoint_if_cancelled()
+
+    def _input(self, packet: bytes, now: float) -> None:
+        counters = self.counters
+        counters["InReceives"] += 1
+        try:
+            ip = parse_ipv4(packet)
+        except WireError as exc:
+            counters["InHdrErrors." + exc.reason] += 1
+            return
+        if ip.dst != self.ip_bytes:
+            counters["InAddrErrors"] += 1
+            return
+        if ip.proto == PROTO_TCP:
+            try:
+                seg = parse_tcp(ip.payload, ip.src, ip.dst)
+            except WireError as exc:
+                counters["InErrs." + exc.reason] += 1
+                return
+            counters["InSegs"] += 1
+            self._input_tcp(ip.src, seg, now)
+        elif ip.proto == PROTO_ICMP:
+            self._input_icmp(ip.src, ip.payload)
+        else:
+            counters["InUnknownProtos"] += 1
+
+    def _input_icmp(self, src: bytes, payload: bytes | memoryview) -> None:
+        try:
+            msg = parse_icmp(payload)
+        except WireError as exc:
+            self.counters["IcmpInErrors." + exc.reason] += 1
+            return
+        if msg.type == ECHO_REQUEST:
+            self.link.write(echo_reply_packet(self.ip_bytes, src, payload, self._next_ident()))
+            self.counters["IcmpOutEchoReps"] += 1
+
+    def _input_tcp(self, src: bytes, seg: TcpSegment, now: float) -> None:
+        key = (src, seg.src_port, seg.dst_port)
+        tcb = self._conns.get(key)
+        if tcb is not None:
+            was = tcb.state
+            tcb.on_segment(seg, now)
+            if was is State.SYN_RECEIVED and tcb.state is not State.SYN_RECEIVED:
+                self._on_passive_established(tcb)
+            self._mark_dirty(tcb)
+            return
+        listening = self._listeners.get(seg.dst_port)
+        flags = seg.flags
+        if listening is not None and flags & (SYN | ACK | RST) == SYN:
+            self._on_syn(listening, src, seg, now)
+            return
+        if listening is not None and flags & RST:
+            return
+        # Nobody here: answer with RST (RFC 9293 3.10.7.1).
+        reply = reset_for(seg)
+        if reply is not None:
+            self._send(src, reply)
+            self.counters["OutRsts"] += 1
+
+    def _on_syn(self, listening: Listening, src: bytes, seg: TcpSegment, now: float) -> None:
+        s = self.settings
+        if listening.half_open >= s.max_syn_backlog or len(listening.ready) >= listening.backlog:
+            self.counters["ListenDrops"] += 1  # the client will retransmit its SYN
+            return
+        key = (src, seg.src_port, seg.dst_port)
+        iss = self._isn(now, self.ip_bytes, seg.dst_port, src, seg.src_port)
+        tcb = Tcb(s, (self.ip_bytes, seg.dst_port), (src, seg.src_port), iss, self.mss, now)
+        tcb.owner = Conn(key, listening)
+        self._apply_options(tcb, listening.options, now)
+        tcb.open_passive(seg, now)
+        listening.half_open += 1
+        self._conns[key] = tcb
+        self.counters["PassiveOpens"] += 1
+        self._mark_dirty(tcb)
+
+    def _on_passive_established(self, tcb: Tcb) -> None:
+        conn: Conn = tcb.owner  # type: ignore[assignment]
+        listening = conn.listener
+        if listening is None:
+            return
+        listening.half_open -= 1
+        if tcb.state is State.CLOSED:
+            conn.listener = None
+            return
+        listening.ready.append(tcb)
+        listening.lot.unpark_all()
+
+    def _mark_dirty(self, tcb: Tcb) -> None:
+        conn: Conn = tcb.owner  # type: ignore[assignment]
+        if not conn.dirty:
+            conn.dirty = True
+            self._dirty.append(tcb)
+
+    def _flush_dirty(self, now: float) -> None:
+        dirty, self._dirty = self._dirty, []
+        for tcb in dirty:
+            tcb.owner.dirty = False  # type: ignore[attr-defined]
+            tcb.flush(now)
+            self._after(tcb)
+
+    def _run_timers(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, tcb = heapq.heappop(heap)
+            conn: Conn = tcb.owner  # type: ignore[assignment]
+            if conn.heap_deadline != deadline:
+                continue  # stale entry: the TCB's timer moved
+            conn.heap_deadline = None
+            if tcb.deadline is None or tcb.deadline > now:
+                self._schedule(tcb)
+                continue
+            was = tcb.state
+            tcb.on_timer(now)
+            if was is State.SYN_RECEIVED and tcb.state is State.CLOSED:
+                self._on_passive_established(tcb)
+            self._after(tcb)
+
+    # ------------------------------------------------------------------
+    # After every TCB call: send its segments, reschedule, wake, reap.
+
+    def _after(self, tcb: Tcb) -> None:
+        if tcb.outbox:
+            remote = tcb.remote_ip
+            for seg in tcb.outbox:
+                self._send(remote, seg)
+            tcb.outbox.clear()
+        conn: Conn = tcb.owner  # type: ignore[assignment]
+        if tcb.state is State.CLOSED:
+            self._reap(tcb, conn)
+        else:
+            self._schedule(tcb)
+        conn.lot.unpark_all()
+
+    def _send(self, dst: bytes, seg: TcpSegment) -> None:
+        self._ident = (self._ident + 1) & 0xFFFF
+        self.link.write(build_tcp_packet(self.ip_bytes, dst, seg, self._ident))
+        self.counters["OutSegs"] += 1
+
+    def _next_ident(self) -> int:
+        self._ident = (self._ident + 1) & 0xFFFF
+        return self._ident
+
+    def _schedule(self, tcb: Tcb) -> None:
+        deadline = tcb.deadline
+        conn: Conn = tcb.owner  # type: ignore[assignment]
+        if deadline is None or deadline == conn.heap_deadline:
+            return
+        conn.heap_deadline = deadline
+        heapq.heappush(self._heap, (deadline, next(self._heap_seq), tcb))
+        scope = self._wait_scope
+        if scope is not None and deadline < scope.deadline:
+            scope.deadline = deadline
+
+    def _reap(self, tcb: Tcb, conn: Conn) -> None:
+        if self._conns.get(conn.key) is tcb:
+            del self._conns[conn.key]
+        conn.heap_deadline = None
+        if conn.listener is not None and tcb in conn.listener.ready:
+            conn.listener.ready.remove(tcb)
+        elif conn.listener is not None and tcb.passive and not tcb.app_closed:
+            pass
+        if conn.orphan:
+            conn.orphan = False
+            self._orphans -= 1
+
+    def kick(self, tcb: Tcb) -> None:
+        """Flush a TCB after an application call (send, read, close)."""
+        tcb.flush(trio.current_time())
+        self._after(tcb)
+
+    # ------------------------------------------------------------------
+    # Services for the API layer
+
+    def now(self) -> float:
+        return trio.current_time()
+
+    def check_running(self) -> None:
+        if not self._running:
+            raise RuntimeError("the stack is not running: use `async with Stack(...)`")
+
+    def port_in_use(self, port: int, reuse_addr: bool) -> bool:
+        """Linux-like bind check: listeners and bound sockets always conflict;
+        connections (including TIME_WAIT) conflict unless SO_REUSEADDR."""
+        if port in self._listeners or self._bound[port]:
+            return True
+        if reuse_addr:
+            return False
+        return any(key[2] == port for key in self._conns)
+
+    def reserve_port(self, port: int) -> None:
+        self._bound[port] += 1
+
+    def release_port(self, port: int) -> None:
+        if self._bound[port] > 0:
+            self._bound[port] -= 1
+            if not self._bound[port]:
+                del self._bound[port]
+
+    def ephemeral_port(self, remote: tuple[bytes, int]) -> int:
+        """A random free port from the ephemeral range (RFC 6056 3.3.1)."""
+        s = self.settings
+        low, high = s.port_low, s.port_high
+        span = high - low + 1
+        start = self._rng.randrange(span)
+        for i in range(span):
+            port = low + (start + i) % span
+            if port in self._listeners or self._bound[port]:
+                continue
+            if (remote[0], remote[1], port) not in self._conns:
+                return port
+        raise os_error(errno.EADDRNOTAVAIL, "no free ephemeral port")
+
+    def open_connection(
+        self, local_port: int, remote: tuple[bytes, int], options: dict[str, object]
+    ) -> Tcb:
+        """Create a TCB, send its SYN (active OPEN)."""
+        self.check_running()
+        key = (remote[0], remote[1], local_port)
+        if key in self._conns:
+            raise os_error(errno.EADDRINUSE, "that 4-tuple is already in use")
+        now = trio.current_time()
+        iss = self._isn(now, self.ip_bytes, local_port, remote[0], remote[1])
+        tcb = Tcb(self.settings, (self.ip_bytes, local_port), remote, iss, self.mss, now)
+        tcb.owner = Conn(key)
+        self._apply_options(tcb, options, now)
+        self._conns[key] = tcb
+        self.counters["ActiveOpens"] += 1
+        tcb.open_active(now)
+        self._after(tcb)
+        return tcb
+
+    def _apply_options(self, tcb: Tcb, options: dict[str, object], now: float) -> None:
+        tcb.nodelay = bool(options.get("nodelay", False))
+        tcb.ka_idle = float(options.get("keepidle", tcb.ka_idle))  # type: ignore[arg-type]
+        tcb.ka_intvl = float(options.get("keepintvl", tcb.ka_intvl))  # type: ignore[arg-type]
+        tcb.ka_cnt = int(options.get("keepcnt", tcb.ka_cnt))  # type: ignore[call-overload]
+        if options.get("keepalive"):
+            tcb.keepalive = True
+
+    def add_listener(self, port: int, backlog: int, options: dict[str, object]) -> Listening:
+        self.check_running()
+        backlog = max(1, min(backlog, self.settings.backlog))
+        listening = Listening(port, backlog, options)
+        self._listeners[port] = listening
+        return listening
+
+    def close_listener(self, listening: Listening) -> None:
+        """Stop listening; reset connections nobody accepted (as Linux does)."""
+        if listening.closed:
+            return
+        listening.closed = True
+        if self._listeners.get(listening.port) is listening:
+            del self._listeners[listening.port]
+        now = trio.current_time()
+        for tcb in list(self._conns.values()):
+            conn: Conn = tcb.owner  # type: ignore[assignment]
+            if conn.listener is listening:
+                tcb.abort(now)
+                self._after(tcb)
+        listening.ready.clear()
+        listening.lot.unpark_all()
+
+    def take_accepted(self, listening: Listening) -> Tcb | None:
+        while listening.ready:
+            tcb = listening.ready.popleft()
+            tcb.owner.listener = None  # type: ignore[attr-defined]
+            return tcb
+        return None
+
+    def note_app_close(self, tcb: Tcb) -> None:
+        """Account an orphan; past max_orphans, reset it (tcp_max_orphans)."""
+        conn: Conn = tcb.owner  # type: ignore[assignment]
+        if tcb.state is State.CLOSED or conn.orphan:
+            return
+        if self._orphans >= self.settings.max_orphans:
+            tcb.abort(trio.current_time())
+            self.counters["OrphanOverflow"] += 1
+        else:
+            conn.orphan = True
+            self._orphans += 1
+
+    # ------------------------------------------------------------------
+    # Introspection
+
+    def connections(self) -> Iterator[Tcb]:
+        return iter(list(self._conns.values()))
+
+    def listeners(self) -> Iterator[Listening]:
+        return iter(list(self._listeners.values()))
+
+    @property
+    def orphan_count(self) -> int:
+        return self._orphans
+
+    # ------------------------------------------------------------------
+    # Friendly API entry points (implemented in ustack.api)
+
+    def socket(self) -> Socket:
+        from ustack.api import Socket
+
+        return Socket(self)
+
+    async def connect(self, address: tuple[str, int]) -> TcpStream:
+        from ustack.api import TcpStream
+
+        sock = self.socket()
+        try:
+            await sock.connect(address)
+        except BaseException:
+            await sock.close()
+            raise
+        return TcpStream(sock)
+
+    async def listen(
+        self, port: int, backlog: int = 128, reuse_addr: bool = True
+    ) -> TcpListener:
+        from ustack.api import TcpListener
+
+        sock = self.socket()
+        if reuse_addr:
+            import socket as _socket
+
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        sock.bind(("", port))
+        sock.listen(backlog)
+        return TcpListener(sock)
+
+
+@asynccontextmanager
+async def open_tun_stack(
+    ifname: str = "ustack0",
+    host_ip: str = "10.203.0.1/24",
+    ip: str = "10.203.0.2",
+    mtu: int = 1500,
+    settings: Settings | None = None,
+) -> AsyncIterator[Stack]:
+    """Create a TUN device (kernel side `host_ip`) and run a stack on it as `ip`."""
+    from ustack.link.tun import TunLink
+
+    link = TunLink.open(ifname=ifname, host_ip=host_ip, mtu=mtu)
+    try:
+        async with Stack(link, ip=ip, settings=settings) as stack:
+            yield stack
+    finally:
+        link.close()

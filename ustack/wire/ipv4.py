@@ -1,0 +1,110 @@
+"""IPv4 header codec (RFC 791 3.1) and the IPv4+TCP send path."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ustack.wire.checksum import verify
+from ustack.wire.tcp import TcpSegment, WireError, _encode
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+
+_HDR = struct.Struct("!BBHHHBBH4s4s")
+_HDR_TCP = struct.Struct("!BBHHHBBH4s4sHHIIBBHHH")  # IPv4 + fixed TCP header
+_DF = 0x4000
+_MF_OFFSET = 0x3FFF  # MF flag | fragment offset
+
+
+@dataclass(slots=True)
+class Ipv4Packet:
+    src: bytes
+    dst: bytes
+    proto: int
+    ttl: int
+    ident: int
+    payload: memoryview | bytes  # buf[header_len:total_len], no copy
+    header_len: int
+    total_len: int
+
+
+def parse_ipv4(buf: bytes | bytearray | memoryview) -> Ipv4Packet:
+    """Validate and split an IPv4 packet; options are skipped.
+
+    Raises WireError: short, not_ipv4, bad_ihl, bad_len, bad_ip_csum, fragment.
+    Bytes past total_len (link padding) are dropped.
+    """
+    n = len(buf)
+    if n < 20:
+        raise WireError("short")
+    vihl, _, total, ident, frag, ttl, proto, _, src, dst = _HDR.unpack_from(buf)
+    if vihl >> 4 != 4:
+        raise WireError("not_ipv4")
+    hlen = (vihl & 0xF) << 2
+    if hlen < 20 or hlen > n:
+        raise WireError("bad_ihl")
+    if total < hlen or total > n:
+        raise WireError("bad_len")
+    mv = memoryview(buf)
+    if not verify(mv[:hlen]):
+        raise WireError("bad_ip_csum")
+    if frag & _MF_OFFSET:  # no reassembly (RFC 791 3.2 is not implemented)
+        raise WireError("fragment")
+    return Ipv4Packet(src, dst, proto, ttl, ident, mv[hlen:total], hlen, total)
+
+
+def _ip_csum(total: int, ident: int, ttl_proto: int, addr_sum: int) -> int:
+    s = (0x4500 + total + ident + _DF + ttl_proto + addr_sum) % 0xFFFF
+    return 0xFFFF - s if s else 0
+
+
+def build_ipv4_header(
+    src: bytes, dst: bytes, proto: int, payload_len: int, ident: int, ttl: int = 64
+) -> bytes:
+    """20-byte header, DF set, no options. `ident` is taken mod 2**16."""
+    total = 20 + payload_len
+    ident &= 0xFFFF
+    addr_sum = int.from_bytes(src, "big") + int.from_bytes(dst, "big")
+    csum = _ip_csum(total, ident, ttl << 8 | proto, addr_sum)
+    return _HDR.pack(0x45, 0, total, ident, _DF, ttl, proto, csum, src, dst)
+
+
+def build_tcp_packet(
+    src: bytes, dst: bytes, seg: TcpSegment, ident: int, ttl: int = 64
+) -> bytes:
+    """Complete IPv4+TCP packet: both headers in one pack, both checksums
+    summed from field values (no re-read of packed bytes).
+
+    `seg.window` is the raw 16-bit field (already scaled and clamped);
+    `ident` is taken mod 2**16; other fields as for `build_tcp`.
+    """
+    addr_sum = int.from_bytes(src, "big") + int.from_bytes(dst, "big")
+    opts, tcp_hlen, tcp_csum = _encode(seg, addr_sum)
+    payload = seg.payload
+    total = 20 + tcp_hlen + len(payload)
+    ident &= 0xFFFF
+    hdr = _HDR_TCP.pack(
+        0x45,
+        0,
+        total,
+        ident,
+        _DF,
+        ttl,
+        PROTO_TCP,
+        _ip_csum(total, ident, ttl << 8 | PROTO_TCP, addr_sum),
+        src,
+        dst,
+        seg.src_port,
+        seg.dst_port,
+        seg.seq,
+        seg.ack,
+        tcp_hlen << 2,
+        seg.flags,
+        seg.window,
+        tcp_csum,
+        seg.urg_ptr,
+    )
+    if opts:
+        return b"".join((hdr, opts, payload))
+    return hdr + payload
