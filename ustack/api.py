@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import trio
 
 from ustack.errors import os_error
-from ustack.tcp.state import RECEIVING, SENDING, State
+from ustack.sockopts import SocketOptions
+from ustack.tcp.state import SENDING, State
 from ustack.tcp.tcb import Tcb
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class Socket:
         self._tcb: Tcb | None = None
         self._listening: Listening | None = None
         self._closed = False
-        self._options: dict[str, object] = {}
+        self._options = SocketOptions()
 
     # -- addresses and state ---------------------------------------------
 
@@ -79,56 +80,45 @@ class Socket:
     # -- options -----------------------------------------------------------
 
     def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
-        name = _OPTION_NAMES.get((level, option))
-        if name is None:
-            raise os_error(errno.ENOPROTOOPT, f"option {level}/{option} not supported")
-        parsed: object
+        name = self._option_name(level, option)
+        opts = self._options
         if name == "linger":
             if isinstance(value, bytes | bytearray):
                 onoff, seconds = _LINGER.unpack(value)
             else:
-                onoff, seconds = (1, int(value)) if value >= 0 else (0, 0)
-            parsed = (bool(onoff), seconds)
+                onoff, seconds = 1, int(value)
+            opts.linger = (bool(onoff), max(0, seconds))
         elif name in ("keepidle", "keepintvl", "keepcnt"):
             if not isinstance(value, int) or value < 1:
                 raise os_error(errno.EINVAL, f"{name} must be a positive integer")
-            parsed = value
+            setattr(opts, name, value)
         else:
-            parsed = bool(value)
-        self._options[name] = parsed
+            setattr(opts, name, bool(value))
         tcb = self._tcb
-        if tcb is None:
-            return
-        now = self._stack.now()
-        if name == "nodelay":
-            tcb.nodelay = bool(parsed)
+        if tcb is not None and name != "linger":
+            self._stack.apply_options(tcb, opts)
             self._stack.kick(tcb)
-        elif name == "keepalive":
-            tcb.set_keepalive(bool(parsed), now)
-            self._stack.kick(tcb)
-        elif name in ("keepidle", "keepintvl", "keepcnt"):
-            setattr(tcb, {"keepidle": "ka_idle", "keepintvl": "ka_intvl",
-                          "keepcnt": "ka_cnt"}[name], parsed)
-            if tcb.keepalive:
-                tcb.set_keepalive(True, now)
-                self._stack.kick(tcb)
 
     def getsockopt(self, level: int, option: int) -> int | bytes:
+        name = self._option_name(level, option)
+        opts = self._options
+        if name == "linger":
+            return _LINGER.pack(int(opts.linger[0]), opts.linger[1])
+        settings = self._stack.settings
+        if name == "keepidle":
+            return opts.keepidle or int(settings.keepalive_time)
+        if name == "keepintvl":
+            return opts.keepintvl or int(settings.keepalive_intvl)
+        if name == "keepcnt":
+            return opts.keepcnt or settings.keepalive_probes
+        return int(bool(getattr(opts, name)))
+
+    @staticmethod
+    def _option_name(level: int, option: int) -> str:
         name = _OPTION_NAMES.get((level, option))
         if name is None:
             raise os_error(errno.ENOPROTOOPT, f"option {level}/{option} not supported")
-        if name == "linger":
-            onoff, seconds = self._options.get("linger", (False, 0))  # type: ignore[misc]
-            return _LINGER.pack(int(onoff), seconds)
-        tcb = self._tcb
-        defaults = self._stack.settings
-        if name == "keepidle":
-            return int(tcb.ka_idle if tcb else self._options.get("keepidle", defaults.keepalive_time))  # type: ignore[arg-type]
-        if name == "keepintvl":
-            return int(tcb.ka_intvl if tcb else self._options.get("keepintvl", defaults.keepalive_intvl))  # type: ignore[arg-type]
-        if name == "keepcnt":
-            return int(tcb.ka_cnt if tcb else self._options.get("keepcnt", defaults.keepalive_probes))  # type: ignore[arg-type]
-        return int(bool(self._options.get(name, False)))
+        return name
 
     # -- server side ------------------------------------------------------------
 
@@ -141,7 +131,7 @@ class Socket:
             raise os_error(errno.EADDRNOTAVAIL, f"{host} is not this stack's address")
         if not 0 <= port <= 0xFFFF:
             raise OverflowError("port must be 0-65535")
-        reuse = bool(self._options.get("reuseaddr"))
+        reuse = self._options.reuseaddr
         if port == 0:
             port = self._stack.ephemeral_port((b"\0\0\0\0", 0))
         elif self._stack.port_in_use(port, reuse):
@@ -163,7 +153,9 @@ class Socket:
             self.bind(("", 0))
         assert self._port is not None
         self._release_reservation()
-        self._listening = self._stack.add_listener(self._port, backlog, dict(self._options))
+        self._listening = self._stack.add_listener(
+            self._port, backlog, self._options.copy()
+        )
 
     async def accept(self) -> tuple[Socket, tuple[str, int]]:
         self._check_open()
@@ -178,7 +170,7 @@ class Socket:
                 sock = Socket(self._stack)
                 sock._tcb = tcb
                 sock._port = tcb.local_port
-                sock._options = dict(listening.options)
+                sock._options = listening.options.copy()
                 await trio.lowlevel.checkpoint()
                 return sock, sock.getpeername()
             await listening.lot.park()
@@ -295,7 +287,7 @@ class Socket:
             self._stack.close_listener(self._listening)
         tcb = self._tcb
         if tcb is not None and tcb.state is not State.CLOSED:
-            linger_on, linger_s = self._options.get("linger", (False, 0))  # type: ignore[misc]
+            linger_on, linger_s = self._options.linger
             now = self._stack.now()
             if linger_on and linger_s == 0:
                 tcb.abort(now)
@@ -344,7 +336,10 @@ class Socket:
             raise _fresh(tcb.error)
         if tcb.fin_seq is not None or tcb.fin_pending:
             raise os_error(errno.EPIPE, "cannot send after shutdown(SHUT_WR)")
-        if tcb.state not in SENDING and tcb.state not in (State.SYN_SENT, State.SYN_RECEIVED):
+        if tcb.state not in SENDING and tcb.state not in (
+            State.SYN_SENT,
+            State.SYN_RECEIVED,
+        ):
             raise os_error(errno.EPIPE, f"cannot send in state {tcb.state.value}")
 
     def _release_reservation(self) -> None:
@@ -355,7 +350,9 @@ class Socket:
 
 def _fresh(error: OSError) -> OSError:
     """A new exception like `error`, so each raise gets its own traceback."""
-    return os_error(error.errno or 0, error.strerror.split(": ", 1)[-1] if error.strerror else "")
+    return os_error(
+        error.errno or 0, error.strerror.split(": ", 1)[-1] if error.strerror else ""
+    )
 
 
 class TcpStream(trio.abc.HalfCloseableStream):
@@ -368,7 +365,9 @@ class TcpStream(trio.abc.HalfCloseableStream):
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self._send_busy:
-            raise trio.BusyResourceError("another task is already sending on this stream")
+            raise trio.BusyResourceError(
+                "another task is already sending on this stream"
+            )
         self._send_busy = True
         try:
             await self.socket.sendall(data)
@@ -392,7 +391,9 @@ class TcpStream(trio.abc.HalfCloseableStream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._receive_busy:
-            raise trio.BusyResourceError("another task is already receiving on this stream")
+            raise trio.BusyResourceError(
+                "another task is already receiving on this stream"
+            )
         self._receive_busy = True
         try:
             return await self.socket.recv(max_bytes or DEFAULT_RECEIVE_SIZE)
@@ -429,4 +430,4 @@ class TcpListener(trio.abc.Listener[TcpStream]):
         await self.socket.close()
 
 
-__all__ = ["Socket", "TcpStream", "TcpListener", "RECEIVING"]
+__all__ = ["Socket", "TcpStream", "TcpListener"]

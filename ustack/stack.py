@@ -24,6 +24,7 @@ import trio
 from ustack.config import Settings
 from ustack.errors import os_error
 from ustack.link.base import Link
+from ustack.sockopts import SocketOptions
 from ustack.tcp.isn import IsnGenerator
 from ustack.tcp.state import State
 from ustack.tcp.tcb import Tcb, reset_for
@@ -56,7 +57,7 @@ class Listening:
 
     __slots__ = ("port", "backlog", "half_open", "ready", "lot", "closed", "options")
 
-    def __init__(self, port: int, backlog: int, options: dict[str, object]) -> None:
+    def __init__(self, port: int, backlog: int, options: SocketOptions) -> None:
         self.port = port
         self.backlog = backlog
         self.half_open = 0
@@ -83,7 +84,9 @@ class Stack:
         self.counters: Counter[str] = Counter()
         self._conns: dict[Key, Tcb] = {}
         self._listeners: dict[int, Listening] = {}
-        self._bound: Counter[int] = Counter()  # ports held by bound, unlistening sockets
+        self._bound: Counter[int] = (
+            Counter()
+        )  # ports held by bound, unlistening sockets
         self._heap: list[tuple[float, int, Tcb]] = []
         self._heap_seq = itertools.count()
         self._dirty: list[Tcb] = []
@@ -188,7 +191,9 @@ class Stack:
             self.counters["IcmpInErrors." + exc.reason] += 1
             return
         if msg.type == ECHO_REQUEST:
-            self.link.write(echo_reply_packet(self.ip_bytes, src, payload, self._next_ident()))
+            self.link.write(
+                echo_reply_packet(self.ip_bytes, src, payload, self._next_ident())
+            )
             self.counters["IcmpOutEchoReps"] += 1
 
     def _input_tcp(self, src: bytes, seg: TcpSegment, now: float) -> None:
@@ -196,6 +201,8 @@ class Stack:
         tcb = self._conns.get(key)
         if tcb is not None:
             was = tcb.state
+            if was is State.SYN_RECEIVED and self._accept_queue_full(tcb, seg):
+                return
             tcb.on_segment(seg, now)
             if was is State.SYN_RECEIVED and tcb.state is not State.SYN_RECEIVED:
                 self._on_passive_established(tcb)
@@ -214,21 +221,39 @@ class Stack:
             self._send(src, reply)
             self.counters["OutRsts"] += 1
 
-    def _on_syn(self, listening: Listening, src: bytes, seg: TcpSegment, now: float) -> None:
+    def _on_syn(
+        self, listening: Listening, src: bytes, seg: TcpSegment, now: float
+    ) -> None:
         s = self.settings
-        if listening.half_open >= s.max_syn_backlog or len(listening.ready) >= listening.backlog:
+        if (
+            listening.half_open >= s.max_syn_backlog
+            or len(listening.ready) >= listening.backlog
+        ):
             self.counters["ListenDrops"] += 1  # the client will retransmit its SYN
             return
         key = (src, seg.src_port, seg.dst_port)
         iss = self._isn(now, self.ip_bytes, seg.dst_port, src, seg.src_port)
-        tcb = Tcb(s, (self.ip_bytes, seg.dst_port), (src, seg.src_port), iss, self.mss, now)
+        tcb = Tcb(
+            s, (self.ip_bytes, seg.dst_port), (src, seg.src_port), iss, self.mss, now
+        )
         tcb.owner = Conn(key, listening)
-        self._apply_options(tcb, listening.options, now)
+        self.apply_options(tcb, listening.options)
         tcb.open_passive(seg, now)
         listening.half_open += 1
         self._conns[key] = tcb
         self.counters["PassiveOpens"] += 1
         self._mark_dirty(tcb)
+
+    def _accept_queue_full(self, tcb: Tcb, seg: TcpSegment) -> bool:
+        """Linux drops the handshake's final ACK while the accept queue is full;
+        the SYN-ACK is retransmitted and the client's ACK retried later."""
+        listening = tcb.owner.listener  # type: ignore[attr-defined]
+        if listening is None or seg.flags & (ACK | RST | SYN) != ACK:
+            return False
+        if len(listening.ready) < listening.backlog:
+            return False
+        self.counters["ListenOverflows"] += 1
+        return True
 
     def _on_passive_established(self, tcb: Tcb) -> None:
         conn: Conn = tcb.owner  # type: ignore[assignment]
@@ -368,7 +393,7 @@ class Stack:
         raise os_error(errno.EADDRNOTAVAIL, "no free ephemeral port")
 
     def open_connection(
-        self, local_port: int, remote: tuple[bytes, int], options: dict[str, object]
+        self, local_port: int, remote: tuple[bytes, int], options: SocketOptions
     ) -> Tcb:
         """Create a TCB, send its SYN (active OPEN)."""
         self.check_running()
@@ -377,24 +402,30 @@ class Stack:
             raise os_error(errno.EADDRINUSE, "that 4-tuple is already in use")
         now = trio.current_time()
         iss = self._isn(now, self.ip_bytes, local_port, remote[0], remote[1])
-        tcb = Tcb(self.settings, (self.ip_bytes, local_port), remote, iss, self.mss, now)
+        tcb = Tcb(
+            self.settings, (self.ip_bytes, local_port), remote, iss, self.mss, now
+        )
         tcb.owner = Conn(key)
-        self._apply_options(tcb, options, now)
+        self.apply_options(tcb, options)
         self._conns[key] = tcb
         self.counters["ActiveOpens"] += 1
         tcb.open_active(now)
         self._after(tcb)
         return tcb
 
-    def _apply_options(self, tcb: Tcb, options: dict[str, object], now: float) -> None:
-        tcb.nodelay = bool(options.get("nodelay", False))
-        tcb.ka_idle = float(options.get("keepidle", tcb.ka_idle))  # type: ignore[arg-type]
-        tcb.ka_intvl = float(options.get("keepintvl", tcb.ka_intvl))  # type: ignore[arg-type]
-        tcb.ka_cnt = int(options.get("keepcnt", tcb.ka_cnt))  # type: ignore[call-overload]
-        if options.get("keepalive"):
-            tcb.keepalive = True
+    def apply_options(self, tcb: Tcb, opts: SocketOptions) -> None:
+        """Carry socket options into the TCB (TCP_NODELAY, keepalive)."""
+        s = self.settings
+        tcb.nodelay = opts.nodelay
+        tcb.ka_idle = opts.keepidle or s.keepalive_time
+        tcb.ka_intvl = opts.keepintvl or s.keepalive_intvl
+        tcb.ka_cnt = opts.keepcnt or s.keepalive_probes
+        if opts.keepalive != tcb.keepalive or opts.keepalive:
+            tcb.set_keepalive(opts.keepalive, trio.current_time())
 
-    def add_listener(self, port: int, backlog: int, options: dict[str, object]) -> Listening:
+    def add_listener(
+        self, port: int, backlog: int, options: SocketOptions
+    ) -> Listening:
         self.check_running()
         backlog = max(1, min(backlog, self.settings.backlog))
         listening = Listening(port, backlog, options)

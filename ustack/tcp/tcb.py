@@ -199,7 +199,7 @@ class Tcb:
     # ------------------------------------------------------------------
     # User calls (RFC 9293 3.10.2 - 3.10.6)
 
-    def send(self, data: bytes | memoryview) -> int:
+    def send(self, data: bytes | bytearray | memoryview) -> int:
         """Queue data; returns how many bytes fitted in the send buffer."""
         room = self.snd_buf_size - len(self.sndbuf)
         if room <= 0:
