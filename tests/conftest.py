@@ -39,7 +39,7 @@ def require_root() -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     integration_dir = ROOT / "tests" / "integration"
     for item in items:
-        if integration_dir in Path(str(item.fspath)).parents:
+        if integration_dir in item.path.parents:
             item.add_marker(pytest.mark.integration)
 
 

@@ -319,11 +319,22 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         proc = subprocess.Popen(ns.cmd(*args))
+
+        def forward(signum: int, _frame: object) -> None:
+            proc.send_signal(signum)
+
+        # Pass SIGINT/SIGTERM/SIGHUP on and wait, so the namespace is deleted.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, forward)
         try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            return proc.wait()
+            return proc.wait(timeout=None)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 if __name__ == "__main__":

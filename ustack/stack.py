@@ -15,7 +15,7 @@ import itertools
 import math
 import random
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -97,6 +97,8 @@ class Stack:
         self._wait_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._running = False
+        # Packet taps (pcap, live traces): called as tap(outgoing, packet, now).
+        self.taps: list[Callable[[bool, bytes, float], None]] = []
 
     # ------------------------------------------------------------------
     # Lifecycle
@@ -154,6 +156,10 @@ class Stack:
                 batch = link.read_batch(256)
                 if not batch:
                     break
+                if self.taps:
+                    for packet in batch:
+                        for tap in self.taps:
+                            tap(False, packet, now)
                 for packet in batch:
                     self._input(packet, now)
                 self._flush_dirty(now)
@@ -191,7 +197,7 @@ class Stack:
             self.counters["IcmpInErrors." + exc.reason] += 1
             return
         if msg.type == ECHO_REQUEST:
-            self.link.write(
+            self._write(
                 echo_reply_packet(self.ip_bytes, src, payload, self._next_ident())
             )
             self.counters["IcmpOutEchoReps"] += 1
@@ -315,8 +321,15 @@ class Stack:
 
     def _send(self, dst: bytes, seg: TcpSegment) -> None:
         self._ident = (self._ident + 1) & 0xFFFF
-        self.link.write(build_tcp_packet(self.ip_bytes, dst, seg, self._ident))
+        self._write(build_tcp_packet(self.ip_bytes, dst, seg, self._ident))
         self.counters["OutSegs"] += 1
+
+    def _write(self, packet: bytes) -> None:
+        if self.taps:
+            now = trio.current_time()
+            for tap in self.taps:
+                tap(True, packet, now)
+        self.link.write(packet)
 
     def _next_ident(self) -> int:
         self._ident = (self._ident + 1) & 0xFFFF
