@@ -71,6 +71,8 @@ class Pair:
         self.net: NetHook | None = None
         self._wire: list[tuple[float, int, str, TcpSegment]] = []
         self._counter = 0
+        # State transitions as (time, "A"/"B", new state), see `trace`.
+        self.history: list[tuple[float, str, State]] = [(0.0, "A", State.CLOSED)]
 
     # ------------------------------------------------------------------
     # Setup
@@ -121,6 +123,23 @@ class Pair:
             return
         target.on_segment(seg, self.now)
 
+    def note(self) -> None:
+        """Record state changes (called after every event the harness drives)."""
+        for name, tcb in (("A", self.a), ("B", self.b)):
+            if tcb is None:
+                continue
+            last = [h[2] for h in self.history if h[1] == name]
+            if not last or last[-1] is not tcb.state:
+                self.history.append((self.now, name, tcb.state))
+
+    def trace(self, name: str) -> list[State]:
+        """The states `name` ("A" or "B") went through, in order."""
+        return [h[2] for h in self.history if h[1] == name]
+
+    def entered(self, name: str, state: State) -> float:
+        """When `name` last entered `state`."""
+        return [h[0] for h in self.history if h[1] == name and h[2] is state][-1]
+
     def _answer_closed(self, direction: str, seg: TcpSegment) -> None:
         rst = reset_for(seg)
         if rst is not None:
@@ -142,12 +161,14 @@ class Pair:
         """Deliver a hand-made segment to A now (as if sent by B)."""
         self.log.append(Entry("B>A*", seg, self.now))
         self._deliver("B>A", seg)
+        self.note()
         self.pump()
 
     def inject_b(self, seg: TcpSegment) -> None:
         """Deliver a hand-made segment to B now (as if sent by A)."""
         self.log.append(Entry("A>B*", seg, self.now))
         self._deliver("A>B", seg)
+        self.note()
         self.pump()
 
     def in_flight(self) -> int:
@@ -173,12 +194,14 @@ class Pair:
         """Flush both, deliver every segment due by now, until quiet."""
         delivered = 0
         for _ in range(100_000):
+            self.note()
             self.flush()
             moved = self._collect()
             due = False
             while self._wire and self._wire[0][0] <= self.now:
                 _, _, direction, seg = heapq.heappop(self._wire)
                 self._deliver(direction, seg)
+                self.note()
                 delivered += 1
                 due = True
             if not moved and not due:
@@ -201,6 +224,7 @@ class Pair:
         for t in (self.a, self.b):
             if t is not None and t.deadline is not None and t.deadline <= self.now:
                 t.on_timer(self.now)
+                self.note()
         self.pump()
         return True
 
@@ -264,4 +288,8 @@ def transfer(pair: Pair, sender: Tcb, receiver: Tcb, data: bytes,
             raise AssertionError(f"stalled at {len(got)} of {len(data)} bytes")
         assert pair.now - start < limit, "transfer took too long"
     got += receiver.read(1 << 30)
+    # Until the sender has its ACKs: the transfer is over for both sides.
+    while sender.snd_una != sender.snd_max and sender.error is None:
+        assert pair.step(), "sender never got its last ACK"
+        assert pair.now - start < limit, "transfer took too long"
     return bytes(got)

@@ -41,7 +41,15 @@ Key = tuple[bytes, int, int]  # (remote ip, remote port, local port)
 class Conn:
     """The stack's bookkeeping for one TCB (kept in `tcb.owner`)."""
 
-    __slots__ = ("key", "lot", "listener", "heap_deadline", "dirty", "orphan")
+    __slots__ = (
+        "key",
+        "lot",
+        "listener",
+        "heap_deadline",
+        "dirty",
+        "orphan",
+        "last_state",
+    )
 
     def __init__(self, key: Key, listener: Listening | None = None) -> None:
         self.key = key
@@ -50,6 +58,7 @@ class Conn:
         self.heap_deadline: float | None = None
         self.dirty = False
         self.orphan = False
+        self.last_state = State.CLOSED
 
 
 class Listening:
@@ -99,6 +108,8 @@ class Stack:
         self._running = False
         # Packet taps (pcap, live traces): called as tap(outgoing, packet, now).
         self.taps: list[Callable[[bool, bytes, float], None]] = []
+        # State observers (logging, traces): observer(tcb, old, new, now).
+        self.state_observers: list[Callable[[Tcb, State, State, float], None]] = []
 
     # ------------------------------------------------------------------
     # Lifecycle
@@ -313,6 +324,10 @@ class Stack:
                 self._send(remote, seg)
             tcb.outbox.clear()
         conn: Conn = tcb.owner  # type: ignore[assignment]
+        if tcb.state is not conn.last_state:
+            old, conn.last_state = conn.last_state, tcb.state
+            for observer in self.state_observers:
+                observer(tcb, old, tcb.state, trio.current_time())
         if tcb.state is State.CLOSED:
             self._reap(tcb, conn)
         else:

@@ -270,6 +270,13 @@ def test_valid_hand_built_options() -> None:
     # unknown kind 99 length 6 is skipped
     seg = parse_tcp(raw_tcp(b"\x63\x06abcd\x03\x03\x05\x00\x00\x00"), SRC, DST)
     assert seg.wscale == 5
+    # 12 option bytes that are not the NOP NOP TS fast-path layout
+    seg = parse_tcp(raw_tcp(b"\x02\x04\x05\xb4" + b"\x01" * 8), SRC, DST)
+    assert seg.mss == 1460 and seg.timestamp is None
+    seg = parse_tcp(raw_tcp(b"\x08\x0a" + b"\0\0\0\1" * 2 + b"\1\0"), SRC, DST)
+    assert seg.timestamp == (1, 1)
+    with pytest.raises(WireError, match="bad_opt"):
+        parse_tcp(raw_tcp(b"\x01\x01\x08\x0b" + b"\0" * 8), SRC, DST)
     # options up to the 60-byte limit
     seg = parse_tcp(raw_tcp(b"\x01" * 40, b"data"), SRC, DST)
     assert seg.payload == b"data" and seg.mss is None
