@@ -7,6 +7,7 @@ import hashlib
 import random
 import socket
 import struct
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
 import pytest
@@ -15,6 +16,7 @@ from trio.testing import MockClock
 
 from tests.sim.conftest import A_IP, B_IP, Net
 from ustack import State, TcpStream
+from ustack.link.memory import MemoryLink
 from ustack.wire.icmp import (
     ECHO_REPLY,
     ECHO_REQUEST,
@@ -125,8 +127,22 @@ async def test_simultaneous_close_both_time_wait(
     server = await listener.accept()
     a_tcb, b_tcb = client.socket.tcb, server.socket.tcb
     assert a_tcb is not None and b_tcb is not None
+    held: list[tuple[MemoryLink, bytes]] = []
+
+    def hold_for(destination: MemoryLink) -> Callable[[bytes], list[bytes]]:
+        def hold(packet: bytes) -> list[bytes]:
+            held.append((destination, packet))
+            return []
+
+        return hold
+
+    net.link_a.filter = hold_for(net.link_b)
+    net.link_b.filter = hold_for(net.link_a)
     await client.send_eof()
-    await server.send_eof()  # both FINs leave before either arrives
+    await server.send_eof()
+    net.link_a.filter = net.link_b.filter = None
+    for destination, packet in held:  # both FINs are in flight at once
+        destination.inject(packet)
     await trio.sleep(0.01)
     assert a_tcb.state is State.TIME_WAIT
     assert b_tcb.state is State.TIME_WAIT
