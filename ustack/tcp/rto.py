@@ -34,5 +34,10 @@ class RtoEstimator:
         """RFC 6298 5.5: double the RTO on each expiry."""
         self.rto = self._clamp(self.rto * 2)
 
+    def reset_backoff(self) -> None:
+        """Undo `backoff`: the RTO from the current estimate (if any) again."""
+        if self.srtt is not None:
+            self.rto = self._clamp(self.srtt + max(_G, _K * self.rttvar))
+
     def _clamp(self, value: float) -> float:
         return min(max(value, self.rto_min), self.rto_max)

@@ -201,6 +201,8 @@ class Tcb:
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
         """Queue data; returns how many bytes fitted in the send buffer."""
+        if self.fin_seq is not None or self.fin_pending:
+            return 0  # after our FIN nothing more may be sent (RFC 9293 3.10.2)
         room = self.snd_buf_size - len(self.sndbuf)
         if room <= 0:
             return 0
@@ -323,7 +325,9 @@ class Tcb:
             return
         # Fourth: SYN.
         self.irs = seg.seq
-        self.rcv_nxt = self.rcv_adv = (seg.seq + 1) & MASK
+        self.rcv_nxt = (seg.seq + 1) & MASK
+        # Our SYN offered an unscaled window: text on the SYN-ACK may use it.
+        self.rcv_adv = (self.rcv_nxt + min(self.rcv_buf_size, 0xFFFF)) & MASK
         self._take_syn_options(seg, offered_wscale=True)
         self.last_rcv = now
         if ack_ok:
@@ -333,7 +337,7 @@ class Tcb:
             self.max_snd_wnd = self.snd_wnd
             self.state = _ESTABLISHED
             if seg.payload:
-                self._receive_text(seg.seq + 1, seg.payload, now)
+                self._receive_text(self.rcv_nxt, seg.payload, now)
             self.ack_now = True
             self._after_established(now)
         else:
@@ -477,7 +481,9 @@ class Tcb:
             if wnd and self.persist:
                 self.persist = False
                 self.rtx_deadline = None
-                self.rto.rto = max(self.rto.rto_min, self.rto.rto)
+                # The probes' backoff says nothing about the path (Linux
+                # clears it too): do not let it delay the next retransmission.
+                self.rto.reset_backoff()
         st = self.state
         fin_acked = self.fin_seq is not None and seq_gt(self.snd_una, self.fin_seq)
         if fin_acked:
@@ -684,6 +690,11 @@ class Tcb:
             self.recover = None
             self.dupacks = 0
             self.snd_nxt = self.snd_una
+            if self.snd_wnd == 0:
+                # The peer shrank its window to zero with data outstanding:
+                # probe it like any zero window (RFC 9293 3.8.6.1), do not
+                # burn retries on retransmissions the window forbids.
+                self.persist = True
         self.rtx_deadline = now + self.rto.rto
 
     def _on_keepalive_timeout(self, now: float) -> None:
