@@ -48,6 +48,10 @@ class Settings:
     # Ephemeral port range (net.ipv4.ip_local_port_range).
     port_low: int = 32768
     port_high: int = 60999
+    # Challenge ACKs per second per connection (RFC 5961 7).
+    challenge_ack_limit: int = 100
+    # SYN cookies when a listener's SYN queue is full (net.ipv4.tcp_syncookies=1).
+    syncookies: bool = True
     # Grace period for orderly close when the stack shuts down.
     shutdown_grace: float = 2.0
 

@@ -13,9 +13,11 @@ after the steps so the code can be read beside the RFC.
 from __future__ import annotations
 
 import errno
+from collections import Counter
 
 from ustack.config import Settings
 from ustack.errors import os_error
+from ustack.tcp.ratelimit import RateLimiter
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.rto import RtoEstimator
 from ustack.tcp.seq import MASK, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
@@ -61,7 +63,7 @@ class Tcb:
         "ka_deadline", "deadline", "ack_now", "segs_unacked", "cwnd", "ssthresh",
         "dupacks", "recover", "nodelay", "keepalive", "ka_idle", "ka_intvl",
         "ka_cnt", "ka_probes", "last_rcv", "outbox", "passive", "owner",
-        "syn_retransmitted",
+        "syn_retransmitted", "counters", "challenge_limiter", "persist_probes",
     )
 
     def __init__(
@@ -72,8 +74,15 @@ class Tcb:
         iss: int,
         mss_local: int,
         now: float,
+        counters: Counter[str] | None = None,
+        challenge_limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
+        # Shared with the stack (netstat -s style); private when standalone.
+        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.challenge_limiter = challenge_limiter or RateLimiter(
+            settings.challenge_ack_limit
+        )
         self.local_ip, self.local_port = local
         self.remote_ip, self.remote_port = remote
         self.state = _CLOSED
@@ -118,6 +127,7 @@ class Tcb:
         # Timers as deadlines (None = not running).
         self.rtx_deadline: float | None = None  # retransmission or persist
         self.persist = False
+        self.persist_probes = 0
         self.close_deadline: float | None = None  # TIME_WAIT or orphan FIN_WAIT_2
         self.delack_deadline: float | None = None
         self.ka_deadline: float | None = None
@@ -165,6 +175,28 @@ class Tcb:
         self.last_rcv = now
         self._emit_syn(now)
         self._arm_rtx(now)
+        self._update_deadline()
+
+    def open_from_cookie(self, ack: TcpSegment, mss: int, now: float) -> None:
+        """LISTEN -> ESTABLISHED from the ACK of a SYN cookie (RFC 4987 3.6).
+
+        The SYN was never stored: ISS and IRS come from the ACK itself, the
+        MSS from the cookie; window scaling is off (the SYN's options are lost).
+        """
+        self.passive = True
+        self.irs = (ack.seq - 1) & MASK
+        self.rcv_nxt = ack.seq
+        self.rcv_adv = (ack.seq + min(self.rcv_buf_size, 0xFFFF)) & MASK
+        self.iss = (ack.ack - 1) & MASK
+        self.snd_una = self.snd_nxt = self.snd_max = self.sndbuf_seq = ack.ack
+        self.mss = max(64, min(mss, self.mss_local))
+        self.cwnd = self._initial_cwnd()
+        self.snd_wscale = self.rcv_wscale = 0
+        self.snd_wnd = self.max_snd_wnd = ack.window
+        self.snd_wl1, self.snd_wl2 = ack.seq, ack.ack
+        self.last_rcv = now
+        self.state = _ESTABLISHED
+        self._after_established(now)
         self._update_deadline()
 
     def _take_syn_options(self, syn: TcpSegment, offered_wscale: bool) -> None:
@@ -255,6 +287,7 @@ class Tcb:
         st = self.state
         if self.rcvbuf:
             # RFC 2525 2.17: closing with unread data aborts the connection.
+            self.counters["TCPAbortOnClose"] += 1
             self.abort(now)
             return
         if st is _SYN_SENT:
@@ -411,11 +444,11 @@ class Tcb:
             if seq == rcv_nxt:
                 self._on_rst()
             else:
-                self._emit(ACK, self.snd_nxt)
+                self._challenge_ack(now)
             return
         # Fourth: SYN in a synchronized state gets a challenge ACK (RFC 5961 4).
         if flags & SYN:
-            self._emit(ACK, self.snd_nxt)
+            self._challenge_ack(now)
             return
         # Fifth: ACK.
         if not flags & ACK:
@@ -441,6 +474,7 @@ class Tcb:
         if payload and self.state in RECEIVING:
             if self.app_closed:
                 # Nobody will read it: reset, as Linux does.
+                self.counters["TCPAbortOnData"] += 1
                 self.abort(now)
                 return
             self._receive_text(seq, payload, now)
@@ -452,6 +486,14 @@ class Tcb:
             elif seq_gt(fin_at, self.rcv_nxt):
                 self.ooo.fin_seq = fin_at
 
+    def _challenge_ack(self, now: float) -> None:
+        """RFC 5961 3.2/4.2, rate-limited per RFC 5961 7."""
+        if self.challenge_limiter.allow(now):
+            self.counters["TCPChallengeACK"] += 1
+            self._emit(ACK, self.snd_nxt)
+        else:
+            self.counters["TCPChallengeACKLimited"] += 1
+
     def _process_ack(self, seg: TcpSegment, now: float) -> bool:
         """Step five for synchronized states; False means drop the segment."""
         ack = seg.ack
@@ -460,8 +502,9 @@ class Tcb:
             self._emit(ACK, self.snd_nxt)  # acks something not yet sent
             return False
         if seq_lt(ack, una - self.max_snd_wnd):
-            self._emit(ACK, self.snd_nxt)  # RFC 5961 5.2: too old
+            self._challenge_ack(now)  # RFC 5961 5.2: too old
             return False
+        self.persist_probes = 0  # the peer is alive
         wnd = seg.window << self.snd_wscale
         if seq_gt(ack, una):
             self._on_new_ack(ack, now)
@@ -471,8 +514,9 @@ class Tcb:
         ):
             self._on_dupack(now)
         # Send window update (RFC 9293 3.10.7.4, SND.WL1/WL2 rule).
-        if seq_lt(self.snd_wl1, seg.seq) or (
-            self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, ack)
+        if seq_ge(ack, una) and (
+            seq_lt(self.snd_wl1, seg.seq)
+            or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, ack))
         ):
             self.snd_wnd = wnd
             self.snd_wl1, self.snd_wl2 = seg.seq, ack
@@ -618,6 +662,12 @@ class Tcb:
         self.sndbuf.clear()
 
     def _enter_closed(self) -> None:
+        # netstat -s semantics: EstabResets counts ESTABLISHED/CLOSE_WAIT ->
+        # CLOSED directly; AttemptFails counts failed handshakes.
+        if self.state in (_ESTABLISHED, _CLOSE_WAIT):
+            self.counters["EstabResets"] += 1
+        elif self.state in (_SYN_SENT, _SYN_RECEIVED):
+            self.counters["AttemptFails"] += 1
         self.state = _CLOSED
         self.rtx_deadline = self.delack_deadline = self.ka_deadline = None
         self.close_deadline = None
@@ -661,6 +711,14 @@ class Tcb:
     def _on_rtx_timeout(self, now: float) -> None:
         self.rtx_deadline = None
         if self.persist:
+            # Like Linux, give up after as many unanswered probes as retries.
+            limit = self.settings.orphan_retries if self.app_closed else (
+                self.settings.retries2)
+            if self.persist_probes >= limit:
+                self._drop(errno.ETIMEDOUT, "peer's window stayed shut", rst=True)
+                return
+            self.persist_probes += 1
+            self.counters["TCPWinProbe"] += 1
             # Zero-window probe: an old byte forces the peer to report its window.
             self._emit(ACK, (self.snd_una - 1) & MASK)
             self.rto.backoff()
@@ -678,10 +736,12 @@ class Tcb:
             self._drop(errno.ETIMEDOUT, "connection timed out", rst=st is not _SYN_SENT)
             return
         self.retries += 1
+        self.counters["TCPTimeouts"] += 1
         self.rto.backoff()  # RFC 6298 5.5
         self.rtt_seq = None  # Karn: no samples from retransmitted segments
         if st in (_SYN_SENT, _SYN_RECEIVED):
             self.syn_retransmitted = True
+            self.counters["RetransSegs"] += 1
             self._emit_syn(now)
         else:
             # RFC 5681 (4) and 3.1: collapse to one segment, resend from SND.UNA.
@@ -708,6 +768,7 @@ class Tcb:
             self._drop(errno.ETIMEDOUT, "keepalive: peer stopped answering", rst=True)
             return
         # RFC 1122 4.2.3.6: probe with SEG.SEQ = SND.NXT - 1 and no data.
+        self.counters["TCPKeepAlive"] += 1
         self._emit(ACK, (self.snd_nxt - 1) & MASK)
         self.ka_probes += 1
         self.ka_deadline = now + self.ka_intvl
@@ -763,7 +824,9 @@ class Tcb:
                 flags |= FIN  # FIN rides on the last data segment
                 nxt = (nxt + 1) & MASK
             self._emit(flags, seq, payload)
-            if self.rtt_seq is None and seq_ge(seq, self.snd_max):
+            if seq_lt(seq, self.snd_max):
+                self.counters["RetransSegs"] += 1
+            elif self.rtt_seq is None:
                 self.rtt_seq, self.rtt_time = seq, now
             self.snd_nxt = nxt
             if seq_gt(nxt, self.snd_max):
@@ -776,6 +839,8 @@ class Tcb:
             self.snd_nxt = (fin_seq + 1) & MASK
             if seq_gt(self.snd_nxt, self.snd_max):
                 self.snd_max = self.snd_nxt
+            else:
+                self.counters["RetransSegs"] += 1
             if self.rtx_deadline is None:
                 self.rtx_deadline = now + self.rto.rto
         elif (
@@ -800,6 +865,7 @@ class Tcb:
         ):
             flags |= FIN
         if payload or flags & FIN:
+            self.counters["RetransSegs"] += 1
             self._emit(flags, una, payload)
         self.rtt_seq = None  # Karn's rule
         self.rtx_deadline = now + self.rto.rto
@@ -809,6 +875,8 @@ class Tcb:
 
     def _emit(self, flags: int, seq: int, payload: bytes = b"") -> None:
         """Queue one segment; any ACK we send settles owed and delayed ACKs."""
+        if flags & RST:
+            self.counters["OutRsts"] += 1
         if flags & ACK:
             ack_no = self.rcv_nxt
             # Receiver window, never shrinking the right edge (RFC 9293 3.8.6.2.2).
@@ -817,6 +885,7 @@ class Tcb:
             wnd = free if free - offered >= self._sws_threshold() else offered
             if wnd < 0:
                 wnd = 0
+            # Rounds down: the buffer stays within rcv_buf (RFC 7323 2.3).
             field = wnd >> self.rcv_wscale
             if field > 0xFFFF:
                 field = 0xFFFF
