@@ -26,11 +26,13 @@ from ustack.errors import os_error
 from ustack.link.base import Link
 from ustack.sockopts import SocketOptions
 from ustack.tcp.isn import IsnGenerator
+from ustack.tcp.ratelimit import RateLimiter
 from ustack.tcp.state import State
+from ustack.tcp.syncookie import SynCookies
 from ustack.tcp.tcb import Tcb, reset_for
 from ustack.wire.icmp import ECHO_REQUEST, echo_reply_packet, parse_icmp
 from ustack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, build_tcp_packet, parse_ipv4
-from ustack.wire.tcp import ACK, RST, SYN, TcpSegment, WireError, parse_tcp
+from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, WireError, parse_tcp
 
 if TYPE_CHECKING:
     from ustack.api import Socket, TcpListener, TcpStream
@@ -100,6 +102,9 @@ class Stack:
         self._heap_seq = itertools.count()
         self._dirty: list[Tcb] = []
         self._isn = IsnGenerator()
+        self._cookies = SynCookies()
+        self._cookies_until = -math.inf
+        self._challenge_limiter = RateLimiter(self.settings.challenge_ack_limit)
         self._ident = random.randrange(1 << 16)
         self._rng = random.SystemRandom()
         self._orphans = 0
@@ -227,11 +232,20 @@ class Stack:
             return
         listening = self._listeners.get(seg.dst_port)
         flags = seg.flags
-        if listening is not None and flags & (SYN | ACK | RST) == SYN:
-            self._on_syn(listening, src, seg, now)
-            return
-        if listening is not None and flags & RST:
-            return
+        if listening is not None:
+            # RFC 9293 3.10.7.2: LISTEN ignores RST, answers a bare ACK with RST.
+            control = flags & (SYN | ACK | RST)
+            if control == SYN:
+                self._on_syn(listening, src, seg, now)
+                return
+            if flags & RST:
+                return
+            if (
+                control == ACK
+                and now < self._cookies_until
+                and self._accept_cookie(listening, src, seg, now)
+            ):
+                return
         # Nobody here: answer with RST (RFC 9293 3.10.7.1).
         reply = reset_for(seg)
         if reply is not None:
@@ -242,17 +256,19 @@ class Stack:
         self, listening: Listening, src: bytes, seg: TcpSegment, now: float
     ) -> None:
         s = self.settings
-        if (
-            listening.half_open >= s.max_syn_backlog
-            or len(listening.ready) >= listening.backlog
-        ):
-            self.counters["ListenDrops"] += 1  # the client will retransmit its SYN
+        if len(listening.ready) >= listening.backlog:
+            # Accept queue full: drop, the client will retransmit its SYN.
+            self.counters["ListenOverflows"] += 1
+            self.counters["ListenDrops"] += 1
+            return
+        if listening.half_open >= s.max_syn_backlog:
+            if s.syncookies:
+                self._send_syn_cookie(src, seg, now)
+            else:
+                self.counters["ListenDrops"] += 1
             return
         key = (src, seg.src_port, seg.dst_port)
-        iss = self._isn(now, self.ip_bytes, seg.dst_port, src, seg.src_port)
-        tcb = Tcb(
-            s, (self.ip_bytes, seg.dst_port), (src, seg.src_port), iss, self.mss, now
-        )
+        tcb = self._new_tcb(key, now)
         tcb.owner = Conn(key, listening)
         self.apply_options(tcb, listening.options)
         tcb.open_passive(seg, now)
@@ -260,6 +276,70 @@ class Stack:
         self._conns[key] = tcb
         self.counters["PassiveOpens"] += 1
         self._mark_dirty(tcb)
+
+    def _new_tcb(self, key: Key, now: float) -> Tcb:
+        remote_ip, remote_port, local_port = key
+        iss = self._isn(now, self.ip_bytes, local_port, remote_ip, remote_port)
+        return Tcb(
+            self.settings,
+            (self.ip_bytes, local_port),
+            (remote_ip, remote_port),
+            iss,
+            self.mss,
+            now,
+            self.counters,
+            self._challenge_limiter,
+        )
+
+    def _send_syn_cookie(self, src: bytes, seg: TcpSegment, now: float) -> None:
+        """SYN queue full: answer with a stateless SYN-ACK (RFC 4987 3.6)."""
+        tuple4 = _tuple4(src, seg.src_port, self.ip_bytes, seg.dst_port)
+        iss, mss = self._cookies.make(now, tuple4, seg.seq, seg.mss or 536)
+        window = min(self.settings.rcv_buf, 0xFFFF)
+        reply = TcpSegment(
+            seg.dst_port,
+            seg.src_port,
+            iss,
+            (seg.seq + 1) & 0xFFFFFFFF,
+            SYN | ACK,
+            window,
+            mss=min(mss, self.mss),
+        )
+        self._send(src, reply)
+        self._cookies_until = now + 128.0  # cookies live two 64 s ticks
+        self.counters["SyncookiesSent"] += 1
+
+    def _accept_cookie(
+        self, listening: Listening, src: bytes, seg: TcpSegment, now: float
+    ) -> bool:
+        """An ACK with no connection may complete a SYN-cookie handshake."""
+        tuple4 = _tuple4(src, seg.src_port, self.ip_bytes, seg.dst_port)
+        client_isn = (seg.seq - 1) & 0xFFFFFFFF
+        cookie = (seg.ack - 1) & 0xFFFFFFFF
+        mss = self._cookies.check(now, tuple4, client_isn, cookie)
+        if mss is None:
+            self.counters["SyncookiesFailed"] += 1
+            return False
+        if len(listening.ready) >= listening.backlog:
+            self.counters["ListenOverflows"] += 1
+            return True  # drop the ACK; the client retransmits its data or ACK
+        self.counters["SyncookiesRecv"] += 1
+        key = (src, seg.src_port, seg.dst_port)
+        tcb = self._new_tcb(key, now)
+        conn = Conn(key, None)
+        tcb.owner = conn
+        self.apply_options(tcb, listening.options)
+        tcb.open_from_cookie(seg, mss, now)
+        conn.last_state = State.ESTABLISHED
+        self._conns[key] = tcb
+        self.counters["PassiveOpens"] += 1
+        if seg.payload or seg.flags & FIN:
+            tcb.on_segment(seg, now)
+        conn.listener = listening
+        listening.ready.append(tcb)
+        listening.lot.unpark_all()
+        self._mark_dirty(tcb)
+        return True
 
     def _accept_queue_full(self, tcb: Tcb, seg: TcpSegment) -> bool:
         """Linux drops the handshake's final ACK while the accept queue is full;
@@ -429,10 +509,7 @@ class Stack:
         if key in self._conns:
             raise os_error(errno.EADDRINUSE, "that 4-tuple is already in use")
         now = trio.current_time()
-        iss = self._isn(now, self.ip_bytes, local_port, remote[0], remote[1])
-        tcb = Tcb(
-            self.settings, (self.ip_bytes, local_port), remote, iss, self.mss, now
-        )
+        tcb = self._new_tcb(key, now)
         tcb.owner = Conn(key)
         self.apply_options(tcb, options)
         self._conns[key] = tcb
@@ -559,3 +636,7 @@ async def open_tun_stack(
             yield stack
     finally:
         link.close()
+
+
+def _tuple4(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
+    return src + dst + sport.to_bytes(2, "big") + dport.to_bytes(2, "big")

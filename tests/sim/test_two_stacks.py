@@ -24,8 +24,8 @@ from ustack.wire.icmp import (
     echo_message,
     parse_icmp,
 )
-from ustack.wire.ipv4 import parse_ipv4
-from ustack.wire.tcp import FIN, RST, SYN, parse_tcp
+from ustack.wire.ipv4 import build_tcp_packet, parse_ipv4
+from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, parse_tcp
 
 
 async def echo_once(stream: TcpStream) -> None:
@@ -308,3 +308,45 @@ async def test_ping_answered(net: Net, autojump_clock: MockClock) -> None:
     assert [(r.type, r.ident, r.seq, r.data) for r in replies] == [
         (ECHO_REPLY, 77, 1, b"hello")
     ]
+
+
+async def test_syn_cookies_let_a_client_in_during_a_syn_flood(
+    net: Net, autojump_clock: MockClock
+) -> None:
+    net.b.settings.max_syn_backlog = 4
+    listener = await net.b.listen(80)
+    for i in range(50):  # spoofed SYNs that will never complete
+        syn = TcpSegment(10000 + i, 80, 1000 * i, 0, SYN, 65535, mss=1460)
+        spoofed = bytes([10, 0, 1, i + 1])
+        net.link_b.inject(build_tcp_packet(spoofed, IPv4Address(B_IP).packed, syn, i))
+    await trio.sleep(0.01)
+    assert net.b.counters["SyncookiesSent"] == 46
+    client = await net.a.connect((B_IP, 80))
+    server = await listener.accept()
+    await client.send_all(b"through the flood")
+    assert await server.receive_some() == b"through the flood"
+    assert net.b.counters["SyncookiesRecv"] == 1
+    assert server.socket.state == "ESTABLISHED"
+
+
+async def test_forged_ack_to_listener_is_reset(
+    net: Net, autojump_clock: MockClock
+) -> None:
+    net.b.settings.max_syn_backlog = 0  # every SYN gets a cookie
+    await net.b.listen(80)
+    a_ip, b_ip = IPv4Address(A_IP).packed, IPv4Address(B_IP).packed
+    syn = TcpSegment(4444, 80, 76, 0, SYN, 1000, mss=1460)
+    net.link_b.inject(build_tcp_packet(a_ip, b_ip, syn, 1))
+    await trio.sleep(0.01)
+    net.link_b.sent = []
+    forged = TcpSegment(4444, 80, 77, 12345, ACK, 1000)  # not our cookie
+    net.link_b.inject(build_tcp_packet(a_ip, b_ip, forged, 2))
+    await trio.sleep(0.01)
+    replies = [
+        parse_tcp(parse_ipv4(p).payload, b"", b"", verify=False)
+        for p in net.link_b.sent
+    ]
+    assert [(r.flags, r.seq) for r in replies] == [(RST, 12345)]
+    assert net.b.counters["SyncookiesSent"] == 1
+    assert net.b.counters["SyncookiesFailed"] == 1
+    assert list(net.b.connections()) == []
