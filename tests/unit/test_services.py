@@ -133,8 +133,9 @@ async def test_guard_isolates_a_failing_handler(
 
     async with running(serve) as port:
         async with await trio.open_tcp_stream("127.0.0.1", port) as s:
-            with trio.fail_after(5):
-                assert await recv_until_eof(s) == b""  # closed on error
+            with trio.fail_after(5), pytest.raises(trio.BrokenResourceError) as info:
+                await recv_until_eof(s)  # the failed exchange is reset
+            assert isinstance(info.value.__cause__, ConnectionResetError)
         async with await trio.open_tcp_stream("127.0.0.1", port) as s:
             with trio.fail_after(5):
                 assert await recv_until_eof(s) == b"ok"

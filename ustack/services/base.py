@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -29,7 +30,8 @@ def guarded(handler: Handler, name: str, *, keepalive: bool = False) -> Handler:
     """Wrap `handler` so its failure ends only its own connection.
 
     Peer-gone errors end the connection quietly; anything else is logged in
-    one line. Either way the stream is closed (aclose is idempotent).
+    one line and the connection is reset (RST). Either way the stream is
+    closed (aclose is idempotent).
     """
 
     async def run(stream: trio.abc.Stream) -> None:
@@ -41,6 +43,8 @@ def guarded(handler: Handler, name: str, *, keepalive: bool = False) -> Handler:
             pass
         except Exception as exc:  # isolate one connection
             log(f"{name}: {type(exc).__name__}: {exc}")
+            # The exchange is broken: tell the peer with RST, not a clean FIN.
+            _set_linger_zero(stream)
         finally:
             # Shielded so a cancelled service still releases the connection.
             with (
@@ -58,3 +62,13 @@ def _set_keepalive(stream: trio.abc.Stream) -> None:
     sock = getattr(stream, "socket", None)
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+def _set_linger_zero(stream: trio.abc.Stream) -> None:
+    """SO_LINGER (on, 0): the close that follows aborts with RST."""
+    sock = getattr(stream, "socket", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )

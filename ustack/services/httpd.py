@@ -47,9 +47,17 @@ async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> object:
         conn.receive_data(await stream.receive_some(CHUNK))  # type: ignore[arg-type]
 
 
+_JOIN_LIMIT = 64 * 1024
+
+
 async def _send(conn: h11.Connection, stream: trio.abc.Stream, event: object) -> None:
-    # Passthrough avoids h11 copying large Data payloads.
-    for part in conn.send_with_data_passthrough(event) or ():  # type: ignore[arg-type]
+    # Passthrough avoids h11 copying large Data payloads; small pieces (header
+    # lines, chunk framing) are joined so they leave as one segment, not one
+    # Nagle-delayed segment per line.
+    parts = conn.send_with_data_passthrough(event) or []  # type: ignore[arg-type]
+    if len(parts) > 1 and sum(len(p) for p in parts) <= _JOIN_LIMIT:
+        parts = [b"".join(parts)]
+    for part in parts:
         await stream.send_all(part)
 
 
