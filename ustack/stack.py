@@ -30,6 +30,7 @@ from ustack.tcp.ratelimit import RateLimiter
 from ustack.tcp.state import State
 from ustack.tcp.syncookie import SynCookies
 from ustack.tcp.tcb import Tcb, reset_for
+from ustack.tcp.timewait import TimeWait
 from ustack.wire.icmp import ECHO_REQUEST, echo_reply_packet, parse_icmp
 from ustack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, build_tcp_packet, parse_ipv4
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, WireError, parse_tcp
@@ -99,6 +100,10 @@ class Stack:
             Counter()
         )  # ports held by bound, unlistening sockets
         self._heap: list[tuple[float, int, Tcb]] = []
+        # TIME_WAIT records; all last 2*MSL, so a FIFO is ordered by deadline.
+        self._timewait: dict[Key, TimeWait] = {}
+        self._tw_queue: deque[TimeWait] = deque()
+        self._conns_changed = trio.Event()
         self._heap_seq = itertools.count()
         self._dirty: list[Tcb] = []
         self._isn = IsnGenerator()
@@ -113,8 +118,11 @@ class Stack:
         self._running = False
         # Packet taps (pcap, live traces): called as tap(outgoing, packet, now).
         self.taps: list[Callable[[bool, bytes, float], None]] = []
-        # State observers (logging, traces): observer(tcb, old, new, now).
-        self.state_observers: list[Callable[[Tcb, State, State, float], None]] = []
+        # State observers (logging, traces): observer(conn, old, new, now), where
+        # conn is a Tcb, or a TimeWait record for the TIME_WAIT -> CLOSED step.
+        self.state_observers: list[
+            Callable[[Tcb | TimeWait, State, State, float], None]
+        ] = []
 
     # ------------------------------------------------------------------
     # Lifecycle
@@ -143,18 +151,20 @@ class Stack:
         for listening in list(self._listeners.values()):
             self.close_listener(listening)
         for tcb in list(self._conns.values()):
-            if tcb.state not in (State.TIME_WAIT, State.CLOSED):
+            if tcb.state is not State.CLOSED:
                 tcb.close(now)
                 self.kick(tcb)
         with trio.move_on_after(self.settings.shutdown_grace):
-            while any(t.state is not State.TIME_WAIT for t in self._conns.values()):
-                await trio.sleep(0.01)
+            while self._conns:  # TIME_WAIT records live elsewhere
+                self._conns_changed = trio.Event()
+                await self._conns_changed.wait()
         now = trio.current_time()
         for tcb in list(self._conns.values()):
-            if tcb.state is not State.TIME_WAIT:
-                tcb.abort(now)
-                self.kick(tcb)
+            tcb.abort(now)
+            self.kick(tcb)
         self._conns.clear()
+        self._timewait.clear()
+        self._tw_queue.clear()
 
     # ------------------------------------------------------------------
     # The packet loop
@@ -163,6 +173,8 @@ class Stack:
         link = self.link
         while True:
             deadline = self._heap[0][0] if self._heap else math.inf
+            if self._tw_queue and self._tw_queue[0].deadline < deadline:
+                deadline = self._tw_queue[0].deadline
             with trio.CancelScope(deadline=deadline) as scope:
                 self._wait_scope = scope
                 await link.wait_readable()
@@ -221,6 +233,11 @@ class Stack:
     def _input_tcp(self, src: bytes, seg: TcpSegment, now: float) -> None:
         key = (src, seg.src_port, seg.dst_port)
         tcb = self._conns.get(key)
+        if tcb is None and self._timewait:
+            record = self._timewait.get(key)
+            if record is not None:
+                self._input_time_wait(record, src, seg, now)
+                return
         if tcb is not None:
             was = tcb.state
             if was is State.SYN_RECEIVED and self._accept_queue_full(tcb, seg):
@@ -378,6 +395,8 @@ class Stack:
             self._after(tcb)
 
     def _run_timers(self, now: float) -> None:
+        if self._tw_queue and self._tw_queue[0].deadline <= now:
+            self._expire_time_wait(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, tcb = heapq.heappop(heap)
@@ -410,6 +429,8 @@ class Stack:
                 observer(tcb, old, tcb.state, trio.current_time())
         if tcb.state is State.CLOSED:
             self._reap(tcb, conn)
+        elif tcb.state is State.TIME_WAIT:
+            self._enter_time_wait(tcb, conn)
         else:
             self._schedule(tcb)
         conn.lot.unpark_all()
@@ -444,14 +465,60 @@ class Stack:
     def _reap(self, tcb: Tcb, conn: Conn) -> None:
         if self._conns.get(conn.key) is tcb:
             del self._conns[conn.key]
+            self._conns_changed.set()
         conn.heap_deadline = None
         if conn.listener is not None and tcb in conn.listener.ready:
             conn.listener.ready.remove(tcb)
-        elif conn.listener is not None and tcb.passive and not tcb.app_closed:
-            pass
         if conn.orphan:
             conn.orphan = False
             self._orphans -= 1
+
+    def _enter_time_wait(self, tcb: Tcb, conn: Conn) -> None:
+        """Swap a TCB that reached TIME_WAIT for a compact record."""
+        assert tcb.close_deadline is not None
+        record = TimeWait(
+            conn.key,
+            self.ip_bytes,
+            tcb.snd_nxt,
+            tcb.rcv_nxt,
+            tcb.advertised_window_field(),
+            tcb.close_deadline,
+        )
+        tcb.detach_time_wait()
+        self._reap(tcb, conn)
+        self._timewait[conn.key] = record
+        self._tw_queue.append(record)
+        scope = self._wait_scope
+        if scope is not None and record.deadline < scope.deadline:
+            scope.deadline = record.deadline
+
+    def _input_time_wait(
+        self, record: TimeWait, src: bytes, seg: TcpSegment, now: float
+    ) -> None:
+        reply, reopen = record.on_segment(seg, now, 2 * self.settings.msl)
+        if reply is not None:
+            self._send(src, reply)
+        if reopen:
+            del self._timewait[record.key]
+            self.counters["TWReused"] += 1
+            self._input_tcp(src, seg, now)
+
+    def _expire_time_wait(self, now: float) -> None:
+        queue = self._tw_queue
+        table = self._timewait
+        while queue and queue[0].deadline <= now:
+            record = queue.popleft()
+            if table.get(record.key) is not record:
+                continue  # reopened by a new SYN, or queued twice
+            if record.deadline > now:
+                # Restarted by a retransmitted FIN: queue it again. It may now
+                # sit behind a later deadline and expire late, never early.
+                queue.append(record)
+                continue
+            del table[record.key]
+            self.counters["TWExpired"] += 1
+            for observer in self.state_observers:
+                observer(record, State.TIME_WAIT, State.CLOSED, now)
 
     def kick(self, tcb: Tcb) -> None:
         """Flush a TCB after an application call (send, read, close)."""
@@ -475,7 +542,9 @@ class Stack:
             return True
         if reuse_addr:
             return False
-        return any(key[2] == port for key in self._conns)
+        return any(key[2] == port for key in self._conns) or any(
+            key[2] == port for key in self._timewait
+        )
 
     def reserve_port(self, port: int) -> None:
         self._bound[port] += 1
@@ -496,7 +565,8 @@ class Stack:
             port = low + (start + i) % span
             if port in self._listeners or self._bound[port]:
                 continue
-            if (remote[0], remote[1], port) not in self._conns:
+            key = (remote[0], remote[1], port)
+            if key not in self._conns and key not in self._timewait:
                 return port
         raise os_error(errno.EADDRNOTAVAIL, "no free ephemeral port")
 
@@ -577,6 +647,10 @@ class Stack:
 
     def connections(self) -> Iterator[Tcb]:
         return iter(list(self._conns.values()))
+
+    def time_wait(self) -> Iterator[TimeWait]:
+        """Connections in TIME_WAIT (compact records, not TCBs)."""
+        return iter(list(self._timewait.values()))
 
     def listeners(self) -> Iterator[Listening]:
         return iter(list(self._listeners.values()))

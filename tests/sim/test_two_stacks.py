@@ -90,12 +90,16 @@ async def test_four_way_close_states(net: Net, autojump_clock: MockClock) -> Non
     await trio.sleep(0.1)  # B delays its ACK briefly, hoping to merge its FIN
     assert a_tcb.state is State.FIN_WAIT_2
     await server.aclose()
+    closed_at = trio.current_time()
     await trio.sleep(0.01)
     assert b_tcb.state is State.CLOSED
-    assert a_tcb.state is State.TIME_WAIT
-    await trio.sleep(1.0)  # 2 * MSL = 1 s
-    assert a_tcb.state is State.CLOSED
+    # A's TCB became a compact TIME_WAIT record lasting 2 * MSL = 1 s.
     assert list(net.a.connections()) == []
+    [record] = net.a.time_wait()
+    assert record.key[1:] == (9, client.socket.getsockname()[1])
+    assert record.deadline == pytest.approx(closed_at + 1.0, abs=1e-6)
+    await trio.sleep(1.0)
+    assert list(net.a.time_wait()) == []
     assert list(net.b.connections()) == []
 
 
@@ -125,8 +129,10 @@ async def test_simultaneous_close_both_time_wait(
     listener = await net.b.listen(9)
     client = await net.a.connect((B_IP, 9))
     server = await listener.accept()
-    a_tcb, b_tcb = client.socket.tcb, server.socket.tcb
-    assert a_tcb is not None and b_tcb is not None
+    a_states: list[State] = []
+    b_states: list[State] = []
+    net.a.state_observers.append(lambda tcb, old, new, now: a_states.append(new))
+    net.b.state_observers.append(lambda tcb, old, new, now: b_states.append(new))
     held: list[tuple[MemoryLink, bytes]] = []
 
     def hold_for(destination: MemoryLink) -> Callable[[bytes], list[bytes]]:
@@ -144,8 +150,17 @@ async def test_simultaneous_close_both_time_wait(
     for destination, packet in held:  # both FINs are in flight at once
         destination.inject(packet)
     await trio.sleep(0.01)
-    assert a_tcb.state is State.TIME_WAIT
-    assert b_tcb.state is State.TIME_WAIT
+    # Each FIN left before the other arrived: neither acknowledges the other.
+    fins = [parse_tcp(parse_ipv4(p).payload, b"", b"", verify=False) for _, p in held]
+    assert [f.flags & FIN for f in fins] == [FIN, FIN]
+    assert fins[0].ack == (fins[1].seq) and fins[1].ack == fins[0].seq
+    # Both ends went FIN_WAIT_1 -> CLOSING -> TIME_WAIT, never FIN_WAIT_2. (The
+    # stack reports states once per batch, so CLOSING may be folded away.)
+    for states in (a_states, b_states):
+        assert states[0] is State.FIN_WAIT_1 and states[-1] is State.TIME_WAIT
+        assert State.FIN_WAIT_2 not in states
+    assert len(list(net.a.time_wait())) == 1
+    assert len(list(net.b.time_wait())) == 1
 
 
 async def test_reset_reaches_the_peer_as_connection_reset(
@@ -213,7 +228,8 @@ async def test_bind_conflicts_and_reuseaddr(
     assert await client.receive_some() == b""
     await client.aclose()
     await trio.sleep(0.01)
-    assert [t.state for t in net.b.connections()] == [State.TIME_WAIT]
+    assert list(net.b.connections()) == []
+    assert len(list(net.b.time_wait())) == 1
     plain = net.b.socket()
     with pytest.raises(OSError) as info:
         plain.bind(("", 8080))

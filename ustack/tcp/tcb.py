@@ -302,7 +302,7 @@ class Tcb:
         """ABORT (RFC 9293 3.10.5): send RST where the peer holds state."""
         if self.state in (_SYN_RECEIVED, _ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2,
                           _CLOSE_WAIT):
-            self._emit(RST | ACK, self.snd_nxt)
+            self._emit(RST | ACK, self.snd_max)
         self._enter_closed()
 
     def set_keepalive(self, enabled: bool, now: float) -> None:
@@ -310,6 +310,19 @@ class Tcb:
         self.ka_probes = 0
         self.ka_deadline = now + self.ka_idle if enabled else None
         self._update_deadline()
+
+    def advertised_window_field(self) -> int:
+        """The raw window field matching the right edge we last advertised."""
+        wnd = max(0, seq_diff(self.rcv_adv, self.rcv_nxt))
+        return min(wnd >> self.rcv_wscale, 0xFFFF)
+
+    def detach_time_wait(self) -> None:
+        """The stack now holds TIME_WAIT as a compact record: this TCB is done.
+        (As on Linux, a socket still held by the application reads CLOSED.)"""
+        self.state = _CLOSED
+        self.rtx_deadline = self.delack_deadline = self.ka_deadline = None
+        self.close_deadline = self.deadline = None
+        self.outbox.clear()
 
     # ------------------------------------------------------------------
     # Application's view
@@ -403,10 +416,10 @@ class Tcb:
             return  # RFC 1337: do not let a RST cut TIME_WAIT short
         if flags & FIN:
             # The peer lost our last ACK: ACK again, restart 2MSL (3.10.7.4).
-            self._emit(ACK, self.snd_nxt)
+            self._emit(ACK, self.snd_max)
             self.close_deadline = now + 2 * self.settings.msl
         elif seg.seg_len or flags & SYN:
-            self._emit(ACK, self.snd_nxt)
+            self._emit(ACK, self.snd_max)
 
     def _on_segment_synchronized(self, seg: TcpSegment, now: float) -> None:
         flags = seg.flags
@@ -437,7 +450,7 @@ class Tcb:
                     and seq == self.irs):
                 self._emit_syn(now)
             elif not flags & RST:
-                self._emit(ACK, self.snd_nxt)
+                self._emit(ACK, self.snd_max)
             return
         # Second: RST (RFC 5961 3.2: exact match resets, otherwise challenge).
         if flags & RST:
@@ -490,7 +503,7 @@ class Tcb:
         """RFC 5961 3.2/4.2, rate-limited per RFC 5961 7."""
         if self.challenge_limiter.allow(now):
             self.counters["TCPChallengeACK"] += 1
-            self._emit(ACK, self.snd_nxt)
+            self._emit(ACK, self.snd_max)
         else:
             self.counters["TCPChallengeACKLimited"] += 1
 
@@ -499,7 +512,7 @@ class Tcb:
         ack = seg.ack
         una = self.snd_una
         if seq_gt(ack, self.snd_max):
-            self._emit(ACK, self.snd_nxt)  # acks something not yet sent
+            self._emit(ACK, self.snd_max)  # acks something not yet sent
             return False
         if seq_lt(ack, una - self.max_snd_wnd):
             self._challenge_ack(now)  # RFC 5961 5.2: too old
@@ -610,7 +623,7 @@ class Tcb:
             return
         if seq != rcv_nxt:
             self.ooo.add(rcv_nxt, seq, payload)
-            self._emit(ACK, self.snd_nxt)  # duplicate ACK tells the sender now
+            self._emit(ACK, self.snd_max)  # duplicate ACK tells the sender now
             return
         if not self.read_closed:
             self.rcvbuf += payload
@@ -636,7 +649,7 @@ class Tcb:
     def _on_fin(self, now: float) -> None:
         """Step eight."""
         if self.fin_received:
-            self._emit(ACK, self.snd_nxt)
+            self._emit(ACK, self.snd_max)
             return
         self.fin_received = True
         self.rcv_nxt = (self.rcv_nxt + 1) & MASK
@@ -649,10 +662,10 @@ class Tcb:
                 self.delack_deadline = now + DELACK_MIN
         elif st is _FIN_WAIT_1:
             self.state = _CLOSING  # simultaneous close
-            self._emit(ACK, self.snd_nxt)
+            self._emit(ACK, self.snd_max)
         elif st is _FIN_WAIT_2:
             self._enter_time_wait(now)
-            self._emit(ACK, self.snd_nxt)
+            self._emit(ACK, self.snd_max)
 
     def _enter_time_wait(self, now: float) -> None:
         self.state = _TIME_WAIT
@@ -678,7 +691,7 @@ class Tcb:
 
     def _drop(self, code: int, why: str, rst: bool = False) -> None:
         if rst:
-            self._emit(RST | ACK, self.snd_nxt)
+            self._emit(RST | ACK, self.snd_max)
         self.error = os_error(code, why)
         self.rcvbuf.clear()
         self._enter_closed()
@@ -769,7 +782,7 @@ class Tcb:
             return
         # RFC 1122 4.2.3.6: probe with SEG.SEQ = SND.NXT - 1 and no data.
         self.counters["TCPKeepAlive"] += 1
-        self._emit(ACK, (self.snd_nxt - 1) & MASK)
+        self._emit(ACK, (self.snd_max - 1) & MASK)
         self.ka_probes += 1
         self.ka_deadline = now + self.ka_intvl
 
@@ -793,7 +806,7 @@ class Tcb:
         if self.state in _OUTPUT_STATES:
             self._output_data(now)
         if self.ack_now and self.state is not _CLOSED:
-            self._emit(ACK, self.snd_nxt)
+            self._emit(ACK, self.snd_max)
         self._update_deadline()
 
     def _output_data(self, now: float) -> None:
@@ -874,7 +887,12 @@ class Tcb:
         return min(self.rcv_buf_size // 2, self.mss_local)
 
     def _emit(self, flags: int, seq: int, payload: bytes = b"") -> None:
-        """Queue one segment; any ACK we send settles owed and delayed ACKs."""
+        """Queue one segment; any ACK we send settles owed and delayed ACKs.
+
+        Segments without data carry SEQ = SND.MAX (as BSD does), never a
+        SND.NXT rewound by a timeout: the peer's RCV.NXT may already be past
+        the rewound value, and it would drop such an ACK as out of window.
+        """
         if flags & RST:
             self.counters["OutRsts"] += 1
         if flags & ACK:
