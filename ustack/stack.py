@@ -23,6 +23,7 @@ import trio
 
 from ustack.config import Settings
 from ustack.errors import os_error
+from ustack.link import vnet
 from ustack.link.base import Link
 from ustack.sockopts import SocketOptions
 from ustack.tcp.isn import IsnGenerator
@@ -32,7 +33,13 @@ from ustack.tcp.syncookie import SynCookies
 from ustack.tcp.tcb import Tcb, reset_for
 from ustack.tcp.timewait import TimeWait
 from ustack.wire.icmp import ECHO_REQUEST, echo_reply_packet, parse_icmp
-from ustack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, build_tcp_packet, parse_ipv4
+from ustack.wire.ipv4 import (
+    PROTO_ICMP,
+    PROTO_TCP,
+    build_tcp_packet,
+    parse_ipv4,
+    with_full_tcp_checksum,
+)
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, WireError, parse_tcp
 
 if TYPE_CHECKING:
@@ -93,6 +100,10 @@ class Stack:
         self.ip_bytes = ipaddress.IPv4Address(ip).packed
         self.settings = settings if settings is not None else Settings()
         self.mss = link.mtu - 40  # IPv4 and TCP headers without options
+        self._vnet = bool(getattr(link, "vnet_hdr", False))
+        # With segmentation offload a TCB may hand over segments of many MSS,
+        # up to the largest IPv4 packet (less room for IP and TCP headers).
+        self.tso_limit = 65535 - 20 - 60 if self._vnet else 0
         self.counters: Counter[str] = Counter()
         self._conns: dict[Key, Tcb] = {}
         self._listeners: dict[int, Listening] = {}
@@ -184,17 +195,35 @@ class Stack:
                 batch = link.read_batch(256)
                 if not batch:
                     break
-                if self.taps:
+                if self._vnet:
                     for packet in batch:
-                        for tap in self.taps:
-                            tap(False, packet, now)
-                for packet in batch:
-                    self._input(packet, now)
+                        self._input_vnet(packet, now)
+                else:
+                    if self.taps:
+                        self._tap_all(batch, now)
+                    for packet in batch:
+                        self._input(packet, now)
                 self._flush_dirty(now)
             self._run_timers(now)
             await trio.lowlevel.checkpoint_if_cancelled()
 
-    def _input(self, packet: bytes, now: float) -> None:
+    def _tap_all(self, packets: list[bytes], now: float) -> None:
+        for packet in packets:
+            for tap in self.taps:
+                tap(False, packet, now)
+
+    def _input_vnet(self, packet: bytes, now: float) -> None:
+        """A packet behind a virtio-net header (TUN with offload)."""
+        trusted = vnet.checksum_trusted(packet[0])
+        ip_packet = memoryview(packet)[vnet.LENGTH :]
+        if self.taps:  # captures get complete checksums, not partial ones
+            seen = with_full_tcp_checksum(ip_packet) if trusted else bytes(ip_packet)
+            self._tap_all([seen], now)
+        self._input(ip_packet, now, verify=not trusted)
+
+    def _input(
+        self, packet: bytes | memoryview, now: float, verify: bool = True
+    ) -> None:
         counters = self.counters
         counters["InReceives"] += 1
         try:
@@ -207,7 +236,7 @@ class Stack:
             return
         if ip.proto == PROTO_TCP:
             try:
-                seg = parse_tcp(ip.payload, ip.src, ip.dst)
+                seg = parse_tcp(ip.payload, ip.src, ip.dst, verify)
             except WireError as exc:
                 counters["InErrs." + exc.reason] += 1
                 return
@@ -297,7 +326,7 @@ class Stack:
     def _new_tcb(self, key: Key, now: float) -> Tcb:
         remote_ip, remote_port, local_port = key
         iss = self._isn(now, self.ip_bytes, local_port, remote_ip, remote_port)
-        return Tcb(
+        tcb = Tcb(
             self.settings,
             (self.ip_bytes, local_port),
             (remote_ip, remote_port),
@@ -307,6 +336,8 @@ class Stack:
             self.counters,
             self._challenge_limiter,
         )
+        tcb.tso_limit = self.tso_limit
+        return tcb
 
     def _send_syn_cookie(self, src: bytes, seg: TcpSegment, now: float) -> None:
         """SYN queue full: answer with a stateless SYN-ACK (RFC 4987 3.6)."""
@@ -420,7 +451,7 @@ class Stack:
         if tcb.outbox:
             remote = tcb.remote_ip
             for seg in tcb.outbox:
-                self._send(remote, seg)
+                self._send(remote, seg, tcb.mss)
             tcb.outbox.clear()
         conn: Conn = tcb.owner  # type: ignore[assignment]
         if tcb.state is not conn.last_state:
@@ -435,17 +466,33 @@ class Stack:
             self._schedule(tcb)
         conn.lot.unpark_all()
 
-    def _send(self, dst: bytes, seg: TcpSegment) -> None:
+    def _send(self, dst: bytes, seg: TcpSegment, mss: int = 0xFFFF) -> None:
         self._ident = (self._ident + 1) & 0xFFFF
-        self._write(build_tcp_packet(self.ip_bytes, dst, seg, self._ident))
+        if self._vnet:
+            # Offload: the kernel completes the checksum (and segments a
+            # payload longer than the MSS); we only sum the pseudo-header.
+            packet = build_tcp_packet(
+                self.ip_bytes, dst, seg, self._ident, partial_csum=True
+            )
+            plen = len(seg.payload)
+            header = vnet.tcp_header(20, len(packet) - 20 - plen, plen, mss)
+            if self.taps:  # captures get complete checksums, not partial ones
+                self._tap_out(with_full_tcp_checksum(packet))
+            self.link.write(header + packet)
+        else:
+            self._write(build_tcp_packet(self.ip_bytes, dst, seg, self._ident))
         self.counters["OutSegs"] += 1
 
     def _write(self, packet: bytes) -> None:
+        """Send a packet whose checksums are complete."""
         if self.taps:
-            now = trio.current_time()
-            for tap in self.taps:
-                tap(True, packet, now)
-        self.link.write(packet)
+            self._tap_out(packet)
+        self.link.write(vnet.PLAIN + packet if self._vnet else packet)
+
+    def _tap_out(self, packet: bytes) -> None:
+        now = trio.current_time()
+        for tap in self.taps:
+            tap(True, packet, now)
 
     def _next_ident(self) -> int:
         self._ident = (self._ident + 1) & 0xFFFF
@@ -700,11 +747,14 @@ async def open_tun_stack(
     ip: str = "10.203.0.2",
     mtu: int = 1500,
     settings: Settings | None = None,
+    offload: bool = False,
 ) -> AsyncIterator[Stack]:
-    """Create a TUN device (kernel side `host_ip`) and run a stack on it as `ip`."""
+    """Create a TUN device (kernel side `host_ip`) and run a stack on it as `ip`.
+
+    `offload` turns on checksum/segmentation offload (see TunLink.open)."""
     from ustack.link.tun import TunLink
 
-    link = TunLink.open(ifname=ifname, host_ip=host_ip, mtu=mtu)
+    link = TunLink.open(ifname=ifname, host_ip=host_ip, mtu=mtu, offload=offload)
     try:
         async with Stack(link, ip=ip, settings=settings) as stack:
             yield stack

@@ -95,8 +95,14 @@ def test_keep_alive_reuses_connection(ustack_up: UstackUp) -> None:
     assert "Content-Length: 1000" in log.replace("content-length", "Content-Length")
 
 
-def test_get_100_mb(ustack_up: UstackUp, tmp_path: Path) -> None:
-    stack = ustack_up()
+# Both TUN paths: offload (virtio-net header, 64 KB segments, partial
+# checksums; the default) and plain packets with full checksums.
+PATHS = pytest.mark.parametrize("path_flag", ["--offload", "--no-offload"])
+
+
+@PATHS
+def test_get_100_mb(ustack_up: UstackUp, tmp_path: Path, path_flag: str) -> None:
+    stack = ustack_up(path_flag)
     out = tmp_path / "big"
     stats = curl(
         stack,
@@ -112,8 +118,11 @@ def test_get_100_mb(ustack_up: UstackUp, tmp_path: Path) -> None:
     assert got == hashlib.sha256(pattern(BIG)).hexdigest()
 
 
-def test_post_100_mb_sha256(ustack_up: UstackUp, tmp_path: Path) -> None:
-    stack = ustack_up()
+@PATHS
+def test_post_100_mb_sha256(
+    ustack_up: UstackUp, tmp_path: Path, path_flag: str
+) -> None:
+    stack = ustack_up(path_flag)
     body = tmp_path / "body"
     digest = hashlib.sha256()
     with body.open("wb") as f:
@@ -133,8 +142,9 @@ def test_post_100_mb_sha256(ustack_up: UstackUp, tmp_path: Path) -> None:
     assert answer.decode().strip() == digest.hexdigest()
 
 
-def test_200_concurrent_downloads(ustack_up: UstackUp) -> None:
-    stack = ustack_up()
+@PATHS
+def test_200_concurrent_downloads(ustack_up: UstackUp, path_flag: str) -> None:
+    stack = ustack_up(path_flag)
     urls = []
     for _ in range(200):
         urls += [f"{BASE}/bytes/10000", "-o", "/dev/null"]

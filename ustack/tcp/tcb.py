@@ -52,18 +52,70 @@ _OUTPUT_STATES = frozenset(
 
 class Tcb:
     __slots__ = (
-        "settings", "local_ip", "local_port", "remote_ip", "remote_port",
-        "state", "iss", "irs",
-        "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2",
-        "max_snd_wnd", "snd_wscale", "rcv_nxt", "rcv_adv", "rcv_wscale",
-        "mss", "mss_local", "sndbuf", "sndbuf_seq", "snd_buf_size", "fin_seq",
-        "fin_pending", "rcvbuf", "rcv_buf_size", "ooo", "fin_received",
-        "read_closed", "app_closed", "error", "rto", "rtt_seq", "rtt_time",
-        "retries", "rtx_deadline", "persist", "close_deadline", "delack_deadline",
-        "ka_deadline", "deadline", "ack_now", "segs_unacked", "cwnd", "ssthresh",
-        "dupacks", "recover", "nodelay", "keepalive", "ka_idle", "ka_intvl",
-        "ka_cnt", "ka_probes", "last_rcv", "outbox", "passive", "owner",
-        "syn_retransmitted", "counters", "challenge_limiter", "persist_probes",
+        "settings",
+        "local_ip",
+        "local_port",
+        "remote_ip",
+        "remote_port",
+        "state",
+        "iss",
+        "irs",
+        "snd_una",
+        "snd_nxt",
+        "snd_max",
+        "snd_wnd",
+        "snd_wl1",
+        "snd_wl2",
+        "max_snd_wnd",
+        "snd_wscale",
+        "rcv_nxt",
+        "rcv_adv",
+        "rcv_wscale",
+        "mss",
+        "mss_local",
+        "sndbuf",
+        "sndbuf_seq",
+        "snd_buf_size",
+        "fin_seq",
+        "fin_pending",
+        "rcvbuf",
+        "rcv_buf_size",
+        "ooo",
+        "fin_received",
+        "read_closed",
+        "app_closed",
+        "error",
+        "rto",
+        "rtt_seq",
+        "rtt_time",
+        "retries",
+        "rtx_deadline",
+        "persist",
+        "close_deadline",
+        "delack_deadline",
+        "ka_deadline",
+        "deadline",
+        "ack_now",
+        "segs_unacked",
+        "cwnd",
+        "ssthresh",
+        "dupacks",
+        "recover",
+        "nodelay",
+        "keepalive",
+        "ka_idle",
+        "ka_intvl",
+        "ka_cnt",
+        "ka_probes",
+        "last_rcv",
+        "outbox",
+        "passive",
+        "owner",
+        "syn_retransmitted",
+        "counters",
+        "challenge_limiter",
+        "persist_probes",
+        "tso_limit",
     )
 
     def __init__(
@@ -148,6 +200,9 @@ class Tcb:
         self.last_rcv = now
         self.outbox: list[TcpSegment] = []
         self.passive = False
+        # Segmentation offload: the link accepts segments up to this many
+        # bytes and cuts them into MSS-sized ones (0 = no offload).
+        self.tso_limit = 0
         self.owner: object = None  # the stack's bookkeeping (listener, waiters)
 
     # ------------------------------------------------------------------
@@ -216,8 +271,13 @@ class Tcb:
         flags = SYN | ACK if self.state is _SYN_RECEIVED else SYN
         window = min(max(0, self.rcv_buf_size - len(self.rcvbuf)), 0xFFFF)
         seg = TcpSegment(
-            self.local_port, self.remote_port, self.iss,
-            self.rcv_nxt if flags & ACK else 0, flags, window, mss=self.mss_local,
+            self.local_port,
+            self.remote_port,
+            self.iss,
+            self.rcv_nxt if flags & ACK else 0,
+            flags,
+            window,
+            mss=self.mss_local,
         )
         if flags & ACK:
             self.rcv_adv = (self.rcv_nxt + window) & MASK
@@ -300,8 +360,13 @@ class Tcb:
 
     def abort(self, now: float) -> None:
         """ABORT (RFC 9293 3.10.5): send RST where the peer holds state."""
-        if self.state in (_SYN_RECEIVED, _ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2,
-                          _CLOSE_WAIT):
+        if self.state in (
+            _SYN_RECEIVED,
+            _ESTABLISHED,
+            _FIN_WAIT_1,
+            _FIN_WAIT_2,
+            _CLOSE_WAIT,
+        ):
             self._emit(RST | ACK, self.snd_max)
         self._enter_closed()
 
@@ -435,19 +500,25 @@ class Tcb:
             acceptable = True
         elif seg_len == 0:
             acceptable = (rcv_wnd == 0 and seq == rcv_nxt) or (
-                rcv_wnd > 0 and seq_in(seq, rcv_nxt, rcv_nxt + rcv_wnd))
+                rcv_wnd > 0 and seq_in(seq, rcv_nxt, rcv_nxt + rcv_wnd)
+            )
         elif rcv_wnd == 0:
             acceptable = False
         else:
             end = (seq + seg_len - 1) & MASK
             acceptable = seq_in(seq, rcv_nxt, rcv_nxt + rcv_wnd) or seq_in(
-                end, rcv_nxt, rcv_nxt + rcv_wnd)
+                end, rcv_nxt, rcv_nxt + rcv_wnd
+            )
         if not acceptable:
             # A retransmitted SYN means our SYN-ACK was lost: send it again. A
             # SYN-ACK (simultaneous open) gets the plain ACK below, which
             # completes the peer's handshake; answering SYN-ACK would ping-pong.
-            if (self.state is _SYN_RECEIVED and flags & SYN and not flags & ACK
-                    and seq == self.irs):
+            if (
+                self.state is _SYN_RECEIVED
+                and flags & SYN
+                and not flags & ACK
+                and seq == self.irs
+            ):
                 self._emit_syn(now)
             elif not flags & RST:
                 self._emit(ACK, self.snd_max)
@@ -522,8 +593,11 @@ class Tcb:
         if seq_gt(ack, una):
             self._on_new_ack(ack, now)
         elif (
-            ack == una and not seg.payload and not seg.flags & FIN
-            and wnd == self.snd_wnd and una != self.snd_max
+            ack == una
+            and not seg.payload
+            and not seg.flags & FIN
+            and wnd == self.snd_wnd
+            and una != self.snd_max
         ):
             self._on_dupack(now)
         # Send window update (RFC 9293 3.10.7.4, SND.WL1/WL2 rule).
@@ -725,8 +799,11 @@ class Tcb:
         self.rtx_deadline = None
         if self.persist:
             # Like Linux, give up after as many unanswered probes as retries.
-            limit = self.settings.orphan_retries if self.app_closed else (
-                self.settings.retries2)
+            limit = (
+                self.settings.orphan_retries
+                if self.app_closed
+                else (self.settings.retries2)
+            )
             if self.persist_probes >= limit:
                 self._drop(errno.ETIMEDOUT, "peer's window stayed shut", rst=True)
                 return
@@ -788,8 +865,12 @@ class Tcb:
 
     def _update_deadline(self) -> None:
         best: float | None = None
-        for d in (self.rtx_deadline, self.close_deadline, self.delack_deadline,
-                  self.ka_deadline):
+        for d in (
+            self.rtx_deadline,
+            self.close_deadline,
+            self.delack_deadline,
+            self.ka_deadline,
+        ):
             if d is not None and (best is None or d < best):
                 best = d
         self.deadline = best
@@ -811,6 +892,8 @@ class Tcb:
 
     def _output_data(self, now: float) -> None:
         mss = self.mss
+        # Largest segment to hand the link: one MSS, or many with offload.
+        seg_max = max(mss, self.tso_limit // mss * mss)
         sndbuf = self.sndbuf
         end_data = (self.sndbuf_seq + len(sndbuf)) & MASK
         fin_seq = self.fin_seq
@@ -828,6 +911,8 @@ class Tcb:
                 n = usable
             elif n < mss and flight > 0 and not self.nodelay and fin_seq is None:
                 break  # Nagle (RFC 896): one small segment in flight at a time
+            elif n == mss and seg_max > mss:
+                n = min(unsent, usable, seg_max)  # offload: many MSS in one
             offset = seq_diff(self.snd_nxt, self.sndbuf_seq)
             payload = bytes(memoryview(sndbuf)[offset : offset + n])
             flags = ACK | PSH if offset + n == len(sndbuf) else ACK
@@ -857,8 +942,10 @@ class Tcb:
             if self.rtx_deadline is None:
                 self.rtx_deadline = now + self.rto.rto
         elif (
-            self.snd_wnd == 0 and self.snd_una == self.snd_max
-            and seq_gt(end_data, self.snd_nxt) and self.rtx_deadline is None
+            self.snd_wnd == 0
+            and self.snd_una == self.snd_max
+            and seq_gt(end_data, self.snd_nxt)
+            and self.rtx_deadline is None
         ):
             self.persist = True  # zero window: start probing (RFC 9293 3.8.6.1)
             self.rtx_deadline = now + self.rto.rto
@@ -873,8 +960,10 @@ class Tcb:
         payload = bytes(memoryview(self.sndbuf)[offset : offset + max(n, 0)])
         flags = ACK
         end = (una + len(payload)) & MASK
-        if self.fin_seq is not None and end == self.fin_seq and seq_gt(
-            self.snd_max, self.fin_seq
+        if (
+            self.fin_seq is not None
+            and end == self.fin_seq
+            and seq_gt(self.snd_max, self.fin_seq)
         ):
             flags |= FIN
         if payload or flags & FIN:
@@ -917,8 +1006,9 @@ class Tcb:
             ack_no = 0
             field = 0
         self.outbox.append(
-            TcpSegment(self.local_port, self.remote_port, seq, ack_no, flags, field,
-                       payload)
+            TcpSegment(
+                self.local_port, self.remote_port, seq, ack_no, flags, field, payload
+            )
         )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ustack.wire.checksum import verify
-from ustack.wire.tcp import TcpSegment, WireError, _encode
+from ustack.wire.checksum import checksum, pseudo_header_sum, verify
+from ustack.wire.tcp import TcpSegment, WireError, _encode, _options
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
@@ -71,16 +71,28 @@ def build_ipv4_header(
 
 
 def build_tcp_packet(
-    src: bytes, dst: bytes, seg: TcpSegment, ident: int, ttl: int = 64
+    src: bytes,
+    dst: bytes,
+    seg: TcpSegment,
+    ident: int,
+    ttl: int = 64,
+    partial_csum: bool = False,
 ) -> bytes:
     """Complete IPv4+TCP packet: both headers in one pack, both checksums
     summed from field values (no re-read of packed bytes).
 
     `seg.window` is the raw 16-bit field (already scaled and clamped);
     `ident` is taken mod 2**16; other fields as for `build_tcp`.
+    With `partial_csum` the TCP checksum field holds only the pseudo-header
+    sum, for a device that completes it (virtio NEEDS_CSUM, CHECKSUM_PARTIAL).
     """
     addr_sum = int.from_bytes(src, "big") + int.from_bytes(dst, "big")
-    opts, tcp_hlen, tcp_csum = _encode(seg, addr_sum)
+    if partial_csum:
+        opts, tcp_hlen = _options(seg)
+        pseudo = (addr_sum + PROTO_TCP + tcp_hlen + len(seg.payload)) % 0xFFFF
+        tcp_csum = pseudo or 0xFFFF
+    else:
+        opts, tcp_hlen, tcp_csum = _encode(seg, addr_sum)
     payload = seg.payload
     total = 20 + tcp_hlen + len(payload)
     ident &= 0xFFFF
@@ -108,3 +120,23 @@ def build_tcp_packet(
     if opts:
         return b"".join((hdr, opts, payload))
     return hdr + payload
+
+
+def with_full_tcp_checksum(packet: bytes | memoryview) -> bytes:
+    """A copy of an IPv4+TCP packet whose TCP checksum is computed in full.
+
+    For captures of offloaded traffic, whose checksums are partial (only the
+    pseudo-header sum) until a device completes them.
+    """
+    out = bytearray(packet)
+    ihl = (out[0] & 0x0F) * 4
+    total = int.from_bytes(out[2:4], "big")
+    if out[9] != PROTO_TCP or total > len(out) or total < ihl + 20:
+        return bytes(out)
+    out[ihl + 16 : ihl + 18] = b"\0\0"
+    initial = pseudo_header_sum(
+        bytes(out[12:16]), bytes(out[16:20]), PROTO_TCP, total - ihl
+    )
+    csum = checksum(memoryview(out)[ihl:total], initial)
+    out[ihl + 16 : ihl + 18] = csum.to_bytes(2, "big")
+    return bytes(out)

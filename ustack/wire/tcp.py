@@ -168,6 +168,20 @@ def _build_options(seg: TcpSegment) -> bytes:
     return b"".join(parts)
 
 
+def _options(seg: TcpSegment) -> tuple[bytes, int]:
+    """(option bytes, TCP header length) for `seg`."""
+    if (
+        seg.timestamp is None
+        and seg.mss is None
+        and seg.wscale is None
+        and not seg.sack_permitted
+        and not seg.sack_blocks
+    ):
+        return b"", 20
+    opts = _build_options(seg)
+    return opts, 20 + len(opts)
+
+
 def _encode(seg: TcpSegment, addr_sum: int) -> tuple[bytes, int, int]:
     """(options, header length, checksum) for `seg`.
 
