@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-PACKAGES=(python3-venv curl netcat-openbsd iproute2 iputils-ping procps util-linux)
+PACKAGES=(python3-venv curl netcat-openbsd iproute2 iputils-ping procps util-linux tshark)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -21,6 +21,9 @@ if ((${#missing[@]})); then
     fi
     echo "setup: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # tshark: do not ask whether non-root users may capture (keep it root-only).
+    echo "wireshark-common wireshark-common/install-setuid boolean false" \
+        | debconf-set-selections
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

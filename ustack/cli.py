@@ -11,13 +11,15 @@ import ipaddress
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import trio
 
+from ustack import cli_tools
 from ustack.config import Settings
 from ustack.errors import SetupError
 
@@ -78,6 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--ip", default="10.203.0.2", help="ustack's own address")
     stack.add_argument("--mtu", type=int, default=1500)
     stack.add_argument(
+        "--offload",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="checksum and segmentation offload on the TUN device (virtio-net "
+        "header): 64 KB segments between kernel and ustack whatever the MTU "
+        "(default: on; --no-offload for plain packets with full checksums)",
+    )
+    stack.add_argument(
+        "--impair",
+        metavar="SPEC",
+        help="impair the link, e.g. loss=5%%,dup=1%%,reorder=5%%,delay=20ms,"
+        "jitter=5ms,seed=7 or drop=fin:in:1 (see README)",
+    )
+    stack.add_argument(
         "--set",
         action="append",
         default=[],
@@ -101,27 +117,54 @@ def build_parser() -> argparse.ArgumentParser:
         "--keepalive", action="store_true", help="SO_KEEPALIVE on service connections"
     )
     up.set_defaults(func=_up)
+    cli_tools.add_up_options(up)
 
     get = sub.add_parser("get", parents=[stack], help="HTTP GET through ustack")
     get.add_argument("url", help="http://IPv4[:port]/path")
     get.add_argument("-o", "--output", type=Path, help="write the body here")
     get.set_defaults(func=_get)
+    cli_tools.add_commands(sub, stack)
     return parser
 
 
 def _open_stack(args: argparse.Namespace, settings: Settings) -> Any:
     import ustack  # lazily: the package API may be incomplete while testing
 
+    if getattr(args, "impair", None) is not None:
+        return _open_impaired_stack(args, settings)
     open_tun_stack = getattr(ustack, "open_tun_stack", None)
     if open_tun_stack is None:
         raise SetupError("this ustack build has no open_tun_stack")
+    kwargs = {"offload": True} if getattr(args, "offload", False) else {}
     return open_tun_stack(
         ifname=args.ifname,
         host_ip=args.host_ip,
         ip=args.ip,
         mtu=args.mtu,
         settings=settings,
+        **kwargs,
     )
+
+
+@asynccontextmanager
+async def _open_impaired_stack(
+    args: argparse.Namespace, settings: Settings
+) -> AsyncIterator[Any]:
+    """Like open_tun_stack, with the TUN link wrapped in an ImpairedLink."""
+    import ustack
+    from ustack.link.impair import ImpairedLink
+    from ustack.link.tun import TunLink
+
+    config = args.impair
+    tun = TunLink.open(ifname=args.ifname, host_ip=args.host_ip, mtu=args.mtu)
+    link = ImpairedLink.from_config(tun, config)
+    _err(f"impairment: {config.describe()}")
+    try:
+        async with ustack.Stack(link, ip=args.ip, settings=settings) as stack:
+            yield stack
+    finally:
+        link.close()
+        _err(f"impairment counters: {link.summary()}")
 
 
 async def _up(args: argparse.Namespace, settings: Settings) -> int:
@@ -132,11 +175,13 @@ async def _up(args: argparse.Namespace, settings: Settings) -> int:
         f"ustack ready: {args.ip} on {args.ifname} "
         f"(kernel side {args.host_ip}); services {services}"
     )
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    extras = cli_tools.UpExtras(args)  # logging, --pcap, control socket
+    with extras, trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with _open_stack(args, settings) as stack, trio.open_nursery() as nursery:
             await nursery.start(
                 run_services, stack, args.services, args.http_root, args.keepalive
             )
+            await nursery.start(extras.run, stack)
             print(ready, flush=True)
             if sys.stdout.isatty():
                 _pretty_summary(args, settings)
@@ -174,6 +219,7 @@ async def _get(args: argparse.Namespace, settings: Settings) -> int:
     host, port, target = parse_url(args.url)
     host_header = host if port == 80 else f"{host}:{port}"
     out = args.output.open("wb") if args.output else sys.stdout.buffer
+    progress = cli_tools.GetProgress(enabled=bool(args.output) and sys.stderr.isatty())
     try:
         async with _open_stack(args, settings) as stack:
             try:
@@ -184,7 +230,14 @@ async def _get(args: argparse.Namespace, settings: Settings) -> int:
             start = time.monotonic()
             async with stream:
                 try:
-                    result = await http_get(stream, host_header, target, out.write)
+                    with progress:
+                        result = await http_get(
+                            stream,
+                            host_header,
+                            target,
+                            progress.wrap(out.write),
+                            on_response=progress.on_response,
+                        )
                 except (OSError, trio.BrokenResourceError, h11.ProtocolError) as exc:
                     _err(f"GET {args.url} failed: {exc}")
                     return 1
@@ -231,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--http-root {args.http_root} is not a directory")
         if args.command == "get":
             parse_url(args.url)
+        if getattr(args, "impair", None) is not None:
+            from ustack.link.impair import parse_impair_spec
+
+            args.impair = parse_impair_spec(args.impair)
+        if args.command == "ss" and args.state:
+            cli_tools.normalize_state(args.state)
     except ValueError as exc:
         _err(str(exc))
         return 2

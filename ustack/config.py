@@ -50,6 +50,8 @@ class Settings:
     port_high: int = 60999
     # Challenge ACKs per second per connection (RFC 5961 7).
     challenge_ack_limit: int = 100
+    # TCP timestamps (RFC 7323; net.ipv4.tcp_timestamps): RTTM and PAWS.
+    timestamps: bool = True
     # SYN cookies when a listener's SYN queue is full (net.ipv4.tcp_syncookies=1).
     syncookies: bool = True
     # Grace period for orderly close when the stack shuts down.

@@ -30,10 +30,12 @@ async def http_get(
     sink: Callable[[bytes], object],
     *,
     body_on_error: bool = False,
+    on_response: Callable[[HttpResult], object] | None = None,
 ) -> HttpResult:
     """Send `GET target` (Connection: close) and stream the body into `sink`.
 
-    A non-2xx body is read and dropped unless `body_on_error`. Raises
+    A non-2xx body is read and dropped unless `body_on_error`. `on_response`
+    is called with the result once status and headers are known. Raises
     h11.RemoteProtocolError on a malformed or truncated response.
     """
     conn = h11.Connection(h11.CLIENT)
@@ -54,6 +56,8 @@ async def http_get(
             result.headers = [
                 (k.decode(), v.decode("latin-1")) for k, v in event.headers
             ]
+            if on_response is not None:
+                on_response(result)
         elif isinstance(event, h11.Data):
             if result.ok or body_on_error:
                 sink(event.data)

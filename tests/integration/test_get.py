@@ -14,10 +14,13 @@ from netns import USTACK_DEFAULT_ARGS, Netns, ustack_command
 pytestmark = pytest.mark.integration
 
 
-def test_get_from_kernel_http_server(netns: Netns, tmp_path: Path) -> None:
+@pytest.mark.parametrize("megabytes", [5, 50])
+def test_get_from_kernel_http_server(
+    netns: Netns, tmp_path: Path, megabytes: int
+) -> None:
     served = tmp_path / "served"
     served.mkdir()
-    data = os.urandom(5 * 1024 * 1024)
+    data = os.urandom(megabytes * 1024 * 1024)
     (served / "file").write_bytes(data)
     # 10.203.0.1 exists only once ustack's TUN is up, so bind every address.
     server = netns.popen(
@@ -44,7 +47,7 @@ def test_get_from_kernel_http_server(netns: Netns, tmp_path: Path) -> None:
             *USTACK_DEFAULT_ARGS,
             "--set",
             "msl=0.5",
-            timeout=120,
+            timeout=300,
         )
         assert out.exists(), proc
         got = out.read_bytes()

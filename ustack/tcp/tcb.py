@@ -30,6 +30,8 @@ DEFAULT_MSS = 536
 MAX_WSCALE = 14
 # RFC 5681 3.2: duplicate ACKs that trigger fast retransmit.
 DUPACK_THRESHOLD = 3
+# RFC 7323 5.5: TS.Recent older than this is too stale for PAWS (24 days).
+PAWS_IDLE = 24 * 24 * 3600.0
 # Linux TCP_DELACK_MIN: delay for a lone ACK that might ride on a reply.
 DELACK_MIN = 0.04
 
@@ -116,6 +118,12 @@ class Tcb:
         "challenge_limiter",
         "persist_probes",
         "tso_limit",
+        "ts_ok",
+        "ts_recent",
+        "ts_recent_age",
+        "last_ack_sent",
+        "ts_offset",
+        "clock",
     )
 
     def __init__(
@@ -203,6 +211,14 @@ class Tcb:
         # Segmentation offload: the link accepts segments up to this many
         # bytes and cuts them into MSS-sized ones (0 = no offload).
         self.tso_limit = 0
+        # Timestamps (RFC 7323): negotiated flag, TS.Recent and when it was
+        # taken, Last.ACK.sent, and a per-connection offset for our clock.
+        self.ts_ok = False
+        self.ts_recent = 0
+        self.ts_recent_age = now
+        self.last_ack_sent = 0
+        self.ts_offset = (iss * 2654435761) & MASK  # unpredictable as the ISS
+        self.clock = now  # the latest `now` we were given
         self.owner: object = None  # the stack's bookkeeping (listener, waiters)
 
     # ------------------------------------------------------------------
@@ -210,6 +226,7 @@ class Tcb:
 
     def open_active(self, now: float) -> None:
         """CLOSED -> SYN_SENT: send SYN."""
+        self.clock = now
         self.state = _SYN_SENT
         self.snd_nxt = self.snd_max = (self.iss + 1) & MASK
         self._emit_syn(now)
@@ -218,7 +235,9 @@ class Tcb:
 
     def open_passive(self, syn: TcpSegment, now: float) -> None:
         """LISTEN -> SYN_RECEIVED on a SYN: send SYN-ACK."""
+        self.clock = now
         self.passive = True
+        self._take_syn_timestamp(syn, now)
         self.state = _SYN_RECEIVED
         self.irs = syn.seq
         self.rcv_nxt = self.rcv_adv = (syn.seq + 1) & MASK
@@ -238,6 +257,7 @@ class Tcb:
         The SYN was never stored: ISS and IRS come from the ACK itself, the
         MSS from the cookie; window scaling is off (the SYN's options are lost).
         """
+        self.clock = now
         self.passive = True
         self.irs = (ack.seq - 1) & MASK
         self.rcv_nxt = ack.seq
@@ -264,6 +284,16 @@ class Tcb:
         else:
             self.snd_wscale = self.rcv_wscale = 0
 
+    def _take_syn_timestamp(self, syn: TcpSegment, now: float) -> None:
+        """RFC 7323 3.2: timestamps are on only if both SYNs carry them."""
+        if self.settings.timestamps and syn.timestamp is not None:
+            self.ts_ok = True
+            self.ts_recent = syn.timestamp[0]
+            self.ts_recent_age = now
+
+    def _tsval(self) -> int:
+        return (int(self.clock * 1000) + self.ts_offset) & MASK  # 1 ms ticks
+
     def _initial_cwnd(self) -> int:
         return 10 * self.mss  # RFC 6928 initial window
 
@@ -281,9 +311,13 @@ class Tcb:
         )
         if flags & ACK:
             self.rcv_adv = (self.rcv_nxt + window) & MASK
+            self.last_ack_sent = self.rcv_nxt
         # Offer window scaling in SYN; in SYN-ACK only if the peer offered it.
         if self.state is _SYN_SENT or self.rcv_wscale or self.snd_wscale:
             seg.wscale = min(self.settings.wscale, MAX_WSCALE)
+        # Offer timestamps in SYN; in SYN-ACK only if the peer offered them.
+        if self.state is _SYN_SENT and self.settings.timestamps or self.ts_ok:
+            seg.timestamp = (self._tsval(), self.ts_recent if flags & ACK else 0)
         self.outbox.append(seg)
         if self.rtt_seq is None and not self.syn_retransmitted:
             self.rtt_seq, self.rtt_time = self.iss, now
@@ -407,6 +441,7 @@ class Tcb:
     # SEGMENT ARRIVES (RFC 9293 3.10.7)
 
     def on_segment(self, seg: TcpSegment, now: float) -> None:
+        self.clock = now
         st = self.state
         if st is _SYN_SENT:
             self._on_segment_syn_sent(seg, now)
@@ -440,6 +475,7 @@ class Tcb:
         # Our SYN offered an unscaled window: text on the SYN-ACK may use it.
         self.rcv_adv = (self.rcv_nxt + min(self.rcv_buf_size, 0xFFFF)) & MASK
         self._take_syn_options(seg, offered_wscale=True)
+        self._take_syn_timestamp(seg, now)
         self.last_rcv = now
         if ack_ok:
             self._on_handshake_ack(seg, now)
@@ -490,6 +526,18 @@ class Tcb:
         flags = seg.flags
         payload = seg.payload
         seq = seg.seq
+        ts = seg.timestamp if self.ts_ok else None
+        # PAWS (RFC 7323 5.3 R1): a timestamp older than TS.Recent marks an
+        # old duplicate from an earlier wrap of the sequence space.
+        if (
+            ts is not None
+            and not flags & RST
+            and seq_lt(ts[0], self.ts_recent)
+            and now - self.ts_recent_age < PAWS_IDLE
+        ):
+            self.counters["PAWSEstab"] += 1
+            self._emit(ACK, self.snd_max)
+            return
         # First: sequence number acceptability (RFC 9293 3.10.7.4 table).
         seg_len = len(payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         rcv_nxt = self.rcv_nxt
@@ -523,6 +571,14 @@ class Tcb:
             elif not flags & RST:
                 self._emit(ACK, self.snd_max)
             return
+        # RFC 7323 5.3 R3: remember the timestamp to echo.
+        if (
+            ts is not None
+            and seq_le(seq, self.last_ack_sent)
+            and seq_ge(ts[0], self.ts_recent)
+        ):
+            self.ts_recent = ts[0]
+            self.ts_recent_age = now
         # Second: RST (RFC 5961 3.2: exact match resets, otherwise challenge).
         if flags & RST:
             if seq == rcv_nxt:
@@ -592,6 +648,8 @@ class Tcb:
         wnd = seg.window << self.snd_wscale
         if seq_gt(ack, una):
             self._on_new_ack(ack, now)
+            if self.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
+                self._rtt_from_timestamp(seg.timestamp[1])
         elif (
             ack == una
             and not seg.payload
@@ -660,6 +718,13 @@ class Tcb:
             self.rtx_deadline = None
         else:
             self.rtx_deadline = now + self.rto.rto  # RFC 6298 5.3
+
+    def _rtt_from_timestamp(self, tsecr: int) -> None:
+        """RTTM (RFC 7323 4): the echoed timestamp dates the acked segment."""
+        rtt_ms = (self._tsval() - tsecr) & MASK
+        if rtt_ms < 1_000_000:  # ignore echoes that are not ours
+            self.rto.sample(rtt_ms / 1000)
+            self.rtt_seq = None  # one source of samples at a time
 
     def _on_dupack(self, now: float) -> None:
         self.dupacks += 1
@@ -775,6 +840,7 @@ class Tcb:
 
     def on_timer(self, now: float) -> None:
         """Run every timer whose deadline has passed, then send what is due."""
+        self.clock = now
         if self.close_deadline is not None and now >= self.close_deadline:
             self.close_deadline = None
             if self.state is _TIME_WAIT:
@@ -884,6 +950,7 @@ class Tcb:
 
     def flush(self, now: float) -> None:
         """Send queued data, our FIN and any owed ACK (RFC 9293 3.10.2, 5681)."""
+        self.clock = now
         if self.state in _OUTPUT_STATES:
             self._output_data(now)
         if self.ack_now and self.state is not _CLOSED:
@@ -1002,14 +1069,16 @@ class Tcb:
             self.ack_now = False
             self.segs_unacked = 0
             self.delack_deadline = None
+            self.last_ack_sent = ack_no
         else:
             ack_no = 0
             field = 0
-        self.outbox.append(
-            TcpSegment(
-                self.local_port, self.remote_port, seq, ack_no, flags, field, payload
-            )
+        segment = TcpSegment(
+            self.local_port, self.remote_port, seq, ack_no, flags, field, payload
         )
+        if self.ts_ok and not flags & RST:
+            segment.timestamp = (self._tsval(), self.ts_recent)
+        self.outbox.append(segment)
 
 
 def reset_for(seg: TcpSegment) -> TcpSegment | None:

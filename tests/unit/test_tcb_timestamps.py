@@ -1,0 +1,97 @@
+"""RFC 7323 timestamps: negotiation, echo, RTT measurement and PAWS."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tcb_harness import Pair, mk
+from ustack.config import Settings
+from ustack.tcp.state import State
+from ustack.wire.tcp import ACK, PSH, RST
+
+
+def test_negotiated_when_both_offer_and_carried_on_every_segment() -> None:
+    p = Pair(delay=0.01)
+    a, b = p.establish()
+    assert a.ts_ok and b.ts_ok
+    a.send(b"hello")
+    p.run(until=p.now + 1)
+    segments = [e.seg for e in p.log]
+    assert all(s.timestamp is not None for s in segments)
+    # B echoes the TSval of A's segment it last accepted in order.
+    data = next(e for e in p.sent("A>B") if e.seg.payload)
+    ack = next(e for e in p.sent("B>A") if e.time > data.time)
+    assert data.seg.timestamp is not None and ack.seg.timestamp is not None
+    assert ack.seg.timestamp[1] == data.seg.timestamp[0]
+
+
+def test_off_when_one_side_does_not_offer() -> None:
+    p = Pair(settings=Settings(msl=1.0), settings_b=Settings(timestamps=False))
+    a, b = p.establish()
+    assert not a.ts_ok and not b.ts_ok
+    assert all(e.seg.timestamp is None for e in p.sent("B>A"))
+    a.send(b"x")
+    p.run(until=p.now + 1)
+    assert all(e.seg.timestamp is None for e in p.sent("A>B")[1:])
+
+
+def test_rtt_measured_from_echo_even_after_retransmission() -> None:
+    """Timestamps date the retransmission itself: no ambiguity, no Karn."""
+    p = Pair(delay=0.05)
+    a, b = p.establish()
+    lost = []
+    p.drop = lambda d, s: d == "A>B" and bool(s.payload) and not lost.append(1) and (
+        len(lost) == 1
+    )
+    a.send(b"data")
+    p.run(until=p.now + 5)
+    assert len(lost) >= 2 and b.read(10) == b"data"
+    # The sample after the retransmission is a real RTT (0.1 s + delayed ACK),
+    # not the time since the first transmission.
+    assert a.rto.srtt is not None and a.rto.srtt < 0.2
+
+
+def test_paws_drops_an_old_duplicate() -> None:
+    p = Pair(delay=0.01)
+    a, b = p.establish()
+    p.run(until=p.now + 2)
+    assert b.ts_ok
+    recent = b.ts_recent
+    before = len(p.sent("B>A"))
+    # An in-window data segment whose timestamp is older than TS.Recent.
+    old = mk(a.snd_nxt, a.rcv_nxt, ACK | PSH, payload=b"stale",
+             timestamp=((recent - 1000) & 0xFFFFFFFF, 0))
+    p.inject_b(old)
+    p.pump()
+    assert b.read(100) == b""  # not delivered
+    assert b.counters["PAWSEstab"] == 1
+    assert len(p.sent("B>A")) > before  # answered with an ACK
+    # The same segment with a current timestamp is accepted.
+    fresh = mk(a.snd_nxt, a.rcv_nxt, ACK | PSH, payload=b"fresh",
+               timestamp=(recent + 5, 0))
+    p.inject_b(fresh)
+    p.pump()
+    assert b.read(100) == b"fresh"
+    assert b.ts_recent == recent + 5
+
+
+def test_paws_never_blocks_a_reset() -> None:
+    p = Pair()
+    a, b = p.establish()
+    rst = mk(b.rcv_nxt, 0, RST, timestamp=((b.ts_recent - 1000) & 0xFFFFFFFF, 0))
+    p.inject_b(rst)
+    p.pump()
+    assert b.state is State.CLOSED
+    assert isinstance(b.error, ConnectionResetError)
+
+
+@pytest.mark.parametrize("start", [0xFFFFFFFF - 3, 12345])
+def test_ts_recent_follows_the_peer_across_wrap(start: int) -> None:
+    p = Pair(delay=0.01)
+    p.a.ts_offset = start  # A's timestamp clock wraps during the connection
+    a, b = p.establish()
+    for _ in range(5):
+        a.send(b"z" * 100)
+        p.run(until=p.now + 0.5)
+    assert b.read(10_000) == b"z" * 500
+    assert b.counters["PAWSEstab"] == 0
