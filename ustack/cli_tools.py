@@ -161,6 +161,8 @@ class UpExtras:
 
         if log.isEnabledFor(logging.INFO):
             stack.state_observers.append(log_transition)
+        if log.isEnabledFor(logging.DEBUG):
+            stack.timer_observers.append(log_timer)
         if self.pcap is not None:
             stack.taps.append(self.pcap.tap)
         server = ControlServer(stack, control_path_for(self.args))
@@ -178,9 +180,7 @@ class UpExtras:
                 self.pcap.flush()
 
 
-def log_transition(
-    tcb: Tcb | TimeWait, old: State, new: State, now: float
-) -> None:
+def log_transition(tcb: Tcb | TimeWait, old: State, new: State, now: float) -> None:
     """A state observer: `10.203.0.1:40000 -> 10.203.0.2:80 ESTABLISHED -> ...`."""
     from ustack.introspect import addr
 
@@ -190,6 +190,21 @@ def log_transition(
         addr(tcb.remote_ip, tcb.remote_port),
         old.name,
         new.name,
+    )
+
+
+def log_timer(tcb: Tcb, timer: str, now: float) -> None:
+    """A timer observer (-vv): `... retransmit timer fired (retries 2, rto 0.8s)`."""
+    from ustack.introspect import addr
+
+    log.debug(
+        "%s -> %s %s timer fired in %s (retries %d, rto %.3fs)",
+        addr(tcb.local_ip, tcb.local_port),
+        addr(tcb.remote_ip, tcb.remote_port),
+        timer,
+        tcb.state.name,
+        tcb.retries,
+        tcb.rto.rto,
     )
 
 

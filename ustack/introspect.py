@@ -27,6 +27,7 @@ STANDARD_COUNTERS = (
     "InSegs",
     "OutSegs",
     "OutRsts",
+    "RetransSegs",
     "ListenDrops",
     "ListenOverflows",
 )

@@ -134,6 +134,9 @@ class Stack:
         self.state_observers: list[
             Callable[[Tcb | TimeWait, State, State, float], None]
         ] = []
+        # Timer observers (debug logging): observer(tcb, timer_name, now), with
+        # timer_name one of retransmit, persist, fin_wait2, delack, keepalive.
+        self.timer_observers: list[Callable[[Tcb, str, float], None]] = []
 
     # ------------------------------------------------------------------
     # Lifecycle
@@ -190,11 +193,11 @@ class Stack:
                 self._wait_scope = scope
                 await link.wait_readable()
             self._wait_scope = None
-            now = trio.current_time()
             while True:
                 batch = link.read_batch(256)
                 if not batch:
                     break
+                now = trio.current_time()
                 if self._vnet:
                     for packet in batch:
                         self._input_vnet(packet, now)
@@ -204,7 +207,7 @@ class Stack:
                     for packet in batch:
                         self._input(packet, now)
                 self._flush_dirty(now)
-            self._run_timers(now)
+            self._run_timers(trio.current_time())
             await trio.lowlevel.checkpoint_if_cancelled()
 
     def _tap_all(self, packets: list[bytes], now: float) -> None:
@@ -438,11 +441,31 @@ class Stack:
             if tcb.deadline is None or tcb.deadline > now:
                 self._schedule(tcb)
                 continue
+            if self.timer_observers:
+                self._report_timers(tcb, now)
             was = tcb.state
             tcb.on_timer(now)
             if was is State.SYN_RECEIVED and tcb.state is State.CLOSED:
                 self._on_passive_established(tcb)
             self._after(tcb)
+
+    def _report_timers(self, tcb: Tcb, now: float) -> None:
+        fired = [
+            name
+            for name, deadline in (
+                ("persist" if tcb.persist else "retransmit", tcb.rtx_deadline),
+                (
+                    "timewait" if tcb.state is State.TIME_WAIT else "fin_wait2",
+                    tcb.close_deadline,
+                ),
+                ("delack", tcb.delack_deadline),
+                ("keepalive", tcb.ka_deadline),
+            )
+            if deadline is not None and deadline <= now
+        ]
+        for name in fired:
+            for observer in self.timer_observers:
+                observer(tcb, name, now)
 
     # ------------------------------------------------------------------
     # After every TCB call: send its segments, reschedule, wake, reap.

@@ -55,7 +55,8 @@ async def test_half_close_gives_fin_wait_2_and_close_wait(
     assert a["recv_q"] == 1000 and a["send_q"] == 0
     assert b["recv_q"] == 0 and b["send_q"] == 0
     # Not orphaned (the application may still read): no FIN-WAIT-2 timer.
-    assert a["orphan"] is False and a["timer"] is None
+    # (A delayed ACK of the unread data may still be pending.)
+    assert a["orphan"] is False and a["timer"] in (None, "delack")
     assert a["cwnd"] > 0 and a["rto"] >= net.a.settings.rto_min
     assert a["rtt"] is not None  # the handshake gave an RTT sample
     # CLOSE-WAIT can still send: the client reads it.
