@@ -36,8 +36,9 @@ class Settings:
     rto_initial: float = 1.0
     rto_min: float = 0.2
     rto_max: float = 120.0
-    # Delayed ACK ceiling (RFC 1122 4.2.3.2: < 0.5 s; Linux 40-200 ms).
-    delack_max: float = 0.2
+    # Delayed ACK for a lone segment, so the ACK may ride on a reply
+    # (Linux TCP_DELACK_MIN 40 ms; RFC 1122 4.2.3.2 requires < 0.5 s).
+    delack: float = 0.04
     # Buffers per connection (bytes).
     rcv_buf: int = 1 << 20
     snd_buf: int = 1 << 20

@@ -32,8 +32,6 @@ MAX_WSCALE = 14
 DUPACK_THRESHOLD = 3
 # RFC 7323 5.5: TS.Recent older than this is too stale for PAWS (24 days).
 PAWS_IDLE = 24 * 24 * 3600.0
-# Linux TCP_DELACK_MIN: delay for a lone ACK that might ride on a reply.
-DELACK_MIN = 0.04
 
 _CLOSED = State.CLOSED
 _SYN_SENT = State.SYN_SENT
@@ -783,7 +781,7 @@ class Tcb:
         if self.segs_unacked >= 2:
             self.ack_now = True
         elif self.delack_deadline is None:
-            self.delack_deadline = now + DELACK_MIN
+            self.delack_deadline = now + self.settings.delack
 
     def _on_fin(self, now: float) -> None:
         """Step eight."""
@@ -798,7 +796,7 @@ class Tcb:
             self.state = _CLOSE_WAIT
             # Delay the ACK briefly so it can merge with our own FIN.
             if self.delack_deadline is None:
-                self.delack_deadline = now + DELACK_MIN
+                self.delack_deadline = now + self.settings.delack
         elif st is _FIN_WAIT_1:
             self.state = _CLOSING  # simultaneous close
             self._emit(ACK, self.snd_max)
