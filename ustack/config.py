@@ -53,6 +53,8 @@ class Settings:
     challenge_ack_limit: int = 100
     # TCP timestamps (RFC 7323; net.ipv4.tcp_timestamps): RTTM and PAWS.
     timestamps: bool = True
+    # SACK (RFC 2018; net.ipv4.tcp_sack): we report out-of-order data.
+    sack: bool = True
     # SYN cookies when a listener's SYN queue is full (net.ipv4.tcp_syncookies=1).
     syncookies: bool = True
     # Grace period for orderly close when the stack shuts down.

@@ -17,11 +17,17 @@ class IsnGenerator:
         self._key = key if key is not None else os.urandom(16)
 
     def __call__(
-        self, now: float, local_ip: bytes, local_port: int, remote_ip: bytes,
+        self,
+        now: float,
+        local_ip: bytes,
+        local_port: int,
+        remote_ip: bytes,
         remote_port: int,
     ) -> int:
         material = (
-            local_ip + remote_ip + local_port.to_bytes(2, "big")
+            local_ip
+            + remote_ip
+            + local_port.to_bytes(2, "big")
             + remote_port.to_bytes(2, "big")
         )
         digest = hashlib.blake2s(material, key=self._key, digest_size=4).digest()

@@ -122,6 +122,7 @@ class Tcb:
         "last_ack_sent",
         "ts_offset",
         "clock",
+        "sack_ok",
     )
 
     def __init__(
@@ -217,6 +218,7 @@ class Tcb:
         self.last_ack_sent = 0
         self.ts_offset = (iss * 2654435761) & MASK  # unpredictable as the ISS
         self.clock = now  # the latest `now` we were given
+        self.sack_ok = False  # both SYNs carried SACK-permitted (RFC 2018)
         self.owner: object = None  # the stack's bookkeeping (listener, waiters)
 
     # ------------------------------------------------------------------
@@ -236,6 +238,7 @@ class Tcb:
         self.clock = now
         self.passive = True
         self._take_syn_timestamp(syn, now)
+        self._take_syn_sack(syn)
         self.state = _SYN_RECEIVED
         self.irs = syn.seq
         self.rcv_nxt = self.rcv_adv = (syn.seq + 1) & MASK
@@ -282,6 +285,10 @@ class Tcb:
         else:
             self.snd_wscale = self.rcv_wscale = 0
 
+    def _take_syn_sack(self, syn: TcpSegment) -> None:
+        """We send SACK blocks only if both SYNs said SACK-permitted."""
+        self.sack_ok = self.settings.sack and syn.sack_permitted
+
     def _take_syn_timestamp(self, syn: TcpSegment, now: float) -> None:
         """RFC 7323 3.2: timestamps are on only if both SYNs carry them."""
         if self.settings.timestamps and syn.timestamp is not None:
@@ -316,6 +323,9 @@ class Tcb:
         # Offer timestamps in SYN; in SYN-ACK only if the peer offered them.
         if self.state is _SYN_SENT and self.settings.timestamps or self.ts_ok:
             seg.timestamp = (self._tsval(), self.ts_recent if flags & ACK else 0)
+        # We can receive SACK blocks (and ignore them); we send them if agreed.
+        if self.state is _SYN_SENT and self.settings.sack or self.sack_ok:
+            seg.sack_permitted = True
         self.outbox.append(seg)
         if self.rtt_seq is None and not self.syn_retransmitted:
             self.rtt_seq, self.rtt_time = self.iss, now
@@ -474,6 +484,7 @@ class Tcb:
         self.rcv_adv = (self.rcv_nxt + min(self.rcv_buf_size, 0xFFFF)) & MASK
         self._take_syn_options(seg, offered_wscale=True)
         self._take_syn_timestamp(seg, now)
+        self._take_syn_sack(seg)
         self.last_rcv = now
         if ack_ok:
             self._on_handshake_ack(seg, now)
@@ -1076,6 +1087,11 @@ class Tcb:
         )
         if self.ts_ok and not flags & RST:
             segment.timestamp = (self._tsval(), self.ts_recent)
+        if self.sack_ok and self.ooo.size and flags & ACK:
+            # RFC 2018 3: room for 3 blocks beside timestamps, else 4.
+            segment.sack_blocks = self.ooo.sack_blocks(
+                self.rcv_nxt, 3 if self.ts_ok else 4
+            )
         self.outbox.append(segment)
 
 
