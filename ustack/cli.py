@@ -160,7 +160,9 @@ async def _open_impaired_stack(
     link = ImpairedLink.from_config(tun, config)
     _err(f"impairment: {config.describe()}")
     try:
-        async with ustack.Stack(link, ip=args.ip, settings=settings) as stack:
+        async with ustack.Stack(
+            link, ip=args.ip, settings=settings, network=args.host_ip
+        ) as stack:
             yield stack
     finally:
         link.close()

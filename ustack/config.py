@@ -49,7 +49,11 @@ class Settings:
     # Ephemeral port range (net.ipv4.ip_local_port_range).
     port_low: int = 32768
     port_high: int = 60999
-    # Challenge ACKs per second per connection (RFC 5961 7).
+    # Least time between ACKs for invalid segments without data
+    # (net.ipv4.tcp_invalid_ratelimit, 500 ms; RFC 5961 10).
+    invalid_ratelimit: float = 0.5
+    # Challenge ACKs per second per connection (RFC 5961 7). Per connection,
+    # not stack-wide: a shared budget is a side channel (CVE-2016-5696).
     challenge_ack_limit: int = 100
     # TCP timestamps (RFC 7323; net.ipv4.tcp_timestamps): RTTM and PAWS.
     timestamps: bool = True

@@ -261,6 +261,8 @@ class ControlServer:
                     message = _trace_message(item, port)
                     if message is not None:
                         await stream.send_all(message)
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, ValueError):
+            pass  # the trace client went away: that ends its trace, nothing else
         finally:
             with contextlib.suppress(ValueError):
                 stack.taps.remove(tap)

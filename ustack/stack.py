@@ -27,7 +27,6 @@ from ustack.link import vnet
 from ustack.link.base import Link
 from ustack.sockopts import SocketOptions
 from ustack.tcp.isn import IsnGenerator
-from ustack.tcp.ratelimit import RateLimiter
 from ustack.tcp.state import State
 from ustack.tcp.syncookie import SynCookies
 from ustack.tcp.tcb import Tcb, reset_for
@@ -94,10 +93,24 @@ class Stack:
     then RST for whatever has not finished within `settings.shutdown_grace`).
     """
 
-    def __init__(self, link: Link, ip: str, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        link: Link,
+        ip: str,
+        settings: Settings | None = None,
+        network: str | None = None,
+    ) -> None:
+        """`network` (e.g. "10.203.0.0/24") lets the stack also refuse
+        packets from that subnet's broadcast address."""
         self.link = link
         self.ip = ip
         self.ip_bytes = ipaddress.IPv4Address(ip).packed
+        # Sources that no real host has (RFC 1122 3.2.1.3, RFC 1812 5.3.7):
+        # ours (LAND), broadcast, and the subnet broadcast.
+        self._bad_sources = {self.ip_bytes, b"\xff\xff\xff\xff"}
+        if network is not None:
+            net = ipaddress.IPv4Network(network, strict=False)
+            self._bad_sources.add(net.broadcast_address.packed)
         self.settings = settings if settings is not None else Settings()
         self.mss = link.mtu - 40  # IPv4 and TCP headers without options
         self._vnet = bool(getattr(link, "vnet_hdr", False))
@@ -111,6 +124,7 @@ class Stack:
             Counter()
         )  # ports held by bound, unlistening sockets
         self._heap: list[tuple[float, int, Tcb]] = []
+        self._heap_stale = 0  # entries whose TCB moved its timer or closed
         # TIME_WAIT records; all last 2*MSL, so a FIFO is ordered by deadline.
         self._timewait: dict[Key, TimeWait] = {}
         self._tw_queue: deque[TimeWait] = deque()
@@ -120,7 +134,6 @@ class Stack:
         self._isn = IsnGenerator()
         self._cookies = SynCookies()
         self._cookies_until = -math.inf
-        self._challenge_limiter = RateLimiter(self.settings.challenge_ack_limit)
         self._ident = random.randrange(1 << 16)
         self._rng = random.SystemRandom()
         self._orphans = 0
@@ -237,6 +250,13 @@ class Stack:
         if ip.dst != self.ip_bytes:
             counters["InAddrErrors"] += 1
             return
+        src = ip.src
+        # 0/8 "this network", 127/8 loopback, 224/4 multicast and 240/4 are
+        # never a TCP peer's source address (RFC 1122 3.2.1.3): drop silently.
+        first = src[0]
+        if first == 0 or first == 127 or first >= 224 or src in self._bad_sources:
+            counters["InAddrErrors.bad_source"] += 1
+            return
         if ip.proto == PROTO_TCP:
             try:
                 seg = parse_tcp(ip.payload, ip.src, ip.dst, verify)
@@ -285,10 +305,14 @@ class Stack:
             # RFC 9293 3.10.7.2: LISTEN ignores RST, answers a bare ACK with RST.
             control = flags & (SYN | ACK | RST)
             if control == SYN:
+                if flags & FIN or seg.src_port == 0:
+                    # SYN+FIN is a scan, port 0 no real peer: drop, as Linux.
+                    self.counters["InErrs.bad_syn"] += 1
+                    return
                 self._on_syn(listening, src, seg, now)
                 return
-            if flags & RST:
-                return
+            if flags & RST or not control:
+                return  # RFC 9293 3.10.7.2: RST ignored; no SYN/ACK: dropped
             if (
                 control == ACK
                 and now < self._cookies_until
@@ -337,7 +361,6 @@ class Stack:
             self.mss,
             now,
             self.counters,
-            self._challenge_limiter,
         )
         tcb.tso_limit = self.tso_limit
         return tcb
@@ -436,6 +459,7 @@ class Stack:
             deadline, _, tcb = heapq.heappop(heap)
             conn: Conn = tcb.owner  # type: ignore[assignment]
             if conn.heap_deadline != deadline:
+                self._heap_stale = max(0, self._heap_stale - 1)
                 continue  # stale entry: the TCB's timer moved
             conn.heap_deadline = None
             if tcb.deadline is None or tcb.deadline > now:
@@ -526,16 +550,35 @@ class Stack:
         conn: Conn = tcb.owner  # type: ignore[assignment]
         if deadline is None or deadline == conn.heap_deadline:
             return
+        if conn.heap_deadline is not None:
+            self._heap_stale += 1  # the old entry stays until popped or pruned
         conn.heap_deadline = deadline
         heapq.heappush(self._heap, (deadline, next(self._heap_seq), tcb))
+        if self._heap_stale * 2 > len(self._heap):
+            self._prune_heap()
         scope = self._wait_scope
         if scope is not None and deadline < scope.deadline:
             scope.deadline = deadline
+
+    def _prune_heap(self) -> None:
+        """Drop stale timer entries (moved timers, closed connections), so a
+        far-off timer of a closed connection (keepalive: 2 h) cannot pin it."""
+        self._heap[:] = [  # in place: _run_timers may hold the list
+            entry
+            for entry in self._heap
+            if entry[2].owner.heap_deadline == entry[0]  # type: ignore[attr-defined]
+        ]
+        heapq.heapify(self._heap)
+        self._heap_stale = 0
 
     def _reap(self, tcb: Tcb, conn: Conn) -> None:
         if self._conns.get(conn.key) is tcb:
             del self._conns[conn.key]
             self._conns_changed.set()
+        if conn.heap_deadline is not None:
+            self._heap_stale += 1
+            if self._heap_stale * 2 > len(self._heap):
+                self._prune_heap()
         conn.heap_deadline = None
         if conn.listener is not None and tcb in conn.listener.ready:
             conn.listener.ready.remove(tcb)
@@ -779,7 +822,7 @@ async def open_tun_stack(
 
     link = TunLink.open(ifname=ifname, host_ip=host_ip, mtu=mtu, offload=offload)
     try:
-        async with Stack(link, ip=ip, settings=settings) as stack:
+        async with Stack(link, ip=ip, settings=settings, network=host_ip) as stack:
             yield stack
     finally:
         link.close()

@@ -32,7 +32,7 @@ async def net() -> AsyncIterator[Net]:
     clock among the test function's own arguments)."""
     link_a, link_b = memory_link_pair()
     async with (
-        Stack(link_a, A_IP, sim_settings()) as a,
-        Stack(link_b, B_IP, sim_settings()) as b,
+        Stack(link_a, A_IP, sim_settings(), network="10.0.0.0/24") as a,
+        Stack(link_b, B_IP, sim_settings(), network="10.0.0.0/24") as b,
     ):
         yield Net(a, b, link_a, link_b)

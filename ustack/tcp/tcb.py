@@ -13,6 +13,7 @@ after the steps so the code can be read beside the RFC.
 from __future__ import annotations
 
 import errno
+import math
 from collections import Counter
 
 from ustack.config import Settings
@@ -123,6 +124,7 @@ class Tcb:
         "ts_offset",
         "clock",
         "sack_ok",
+        "last_oow_ack",
     )
 
     def __init__(
@@ -219,6 +221,7 @@ class Tcb:
         self.ts_offset = (iss * 2654435761) & MASK  # unpredictable as the ISS
         self.clock = now  # the latest `now` we were given
         self.sack_ok = False  # both SYNs carried SACK-permitted (RFC 2018)
+        self.last_oow_ack = -math.inf  # when we last ACKed an invalid segment
         self.owner: object = None  # the stack's bookkeeping (listener, waiters)
 
     # ------------------------------------------------------------------
@@ -578,16 +581,8 @@ class Tcb:
             ):
                 self._emit_syn(now)
             elif not flags & RST:
-                self._emit(ACK, self.snd_max)
+                self._dupack_for_invalid(seg, now)
             return
-        # RFC 7323 5.3 R3: remember the timestamp to echo.
-        if (
-            ts is not None
-            and seq_le(seq, self.last_ack_sent)
-            and seq_ge(ts[0], self.ts_recent)
-        ):
-            self.ts_recent = ts[0]
-            self.ts_recent_age = now
         # Second: RST (RFC 5961 3.2: exact match resets, otherwise challenge).
         if flags & RST:
             if seq == rcv_nxt:
@@ -619,6 +614,16 @@ class Tcb:
                 return
         if not self._process_ack(seg, now):
             return
+        # RFC 7323 5.3 R3: remember the timestamp to echo. Only now, after the
+        # RST, SYN and ACK checks (as Linux): a blind in-window SYN must not
+        # move TS.Recent, or PAWS would then reject the real peer.
+        if (
+            ts is not None
+            and seq_le(seq, self.last_ack_sent)
+            and seq_ge(ts[0], self.ts_recent)
+        ):
+            self.ts_recent = ts[0]
+            self.ts_recent_age = now
         # Seventh: segment text.
         if payload and self.state in RECEIVING:
             if self.app_closed:
@@ -635,6 +640,19 @@ class Tcb:
             elif seq_gt(fin_at, self.rcv_nxt):
                 self.ooo.fin_seq = fin_at
 
+    def _dupack_for_invalid(self, seg: TcpSegment, now: float) -> None:
+        """ACK an unacceptable segment (RFC 9293 3.10.7.4), at most once per
+        `invalid_ratelimit` for segments without data: two ends that disagree
+        about the sequence space (e.g. after a spoofed segment) would
+        otherwise ACK each other forever (RFC 5961 10; Linux does the same)."""
+        probe = seg.seq == (self.rcv_nxt - 1) & MASK  # keepalive / window probe
+        if not seg.payload and not seg.flags & (SYN | FIN) and not probe:
+            if now - self.last_oow_ack < self.settings.invalid_ratelimit:
+                self.counters["TCPACKSkippedInvalid"] += 1
+                return
+            self.last_oow_ack = now
+        self._emit(ACK, self.snd_max)
+
     def _challenge_ack(self, now: float) -> None:
         """RFC 5961 3.2/4.2, rate-limited per RFC 5961 7."""
         if self.challenge_limiter.allow(now):
@@ -648,7 +666,7 @@ class Tcb:
         ack = seg.ack
         una = self.snd_una
         if seq_gt(ack, self.snd_max):
-            self._emit(ACK, self.snd_max)  # acks something not yet sent
+            self._dupack_for_invalid(seg, now)  # acks something not yet sent
             return False
         if seq_lt(ack, una - self.max_snd_wnd):
             self._challenge_ack(now)  # RFC 5961 5.2: too old
