@@ -30,6 +30,12 @@ class Settings:
     max_orphans: int = 4096
     # net.core.somaxconn: upper bound on a listener's accept queue.
     backlog: int = 4096
+    # Connections (not counting TIME_WAIT) the stack holds at most; past it,
+    # SYNs get cookies and connect() fails with ENOBUFS.
+    max_connections: int = 262144
+    # net.ipv4.tcp_max_tw_buckets: TIME_WAIT records at most; past it, a
+    # closing connection skips TIME_WAIT (counted as TCPTimeWaitOverflow).
+    max_tw_buckets: int = 262144
     # net.ipv4.tcp_max_syn_backlog: half-open connections per listener.
     max_syn_backlog: int = 1024
     # RTO bounds (RFC 6298 2.1, 2.4; Linux uses a 200 ms floor).

@@ -261,7 +261,10 @@ class Stack:
             try:
                 seg = parse_tcp(ip.payload, ip.src, ip.dst, verify)
             except WireError as exc:
+                counters["InErrs"] += 1
                 counters["InErrs." + exc.reason] += 1
+                if exc.reason == "bad_tcp_csum":
+                    counters["InCsumErrors"] += 1
                 return
             counters["InSegs"] += 1
             self._input_tcp(ip.src, seg, now)
@@ -334,7 +337,10 @@ class Stack:
             self.counters["ListenOverflows"] += 1
             self.counters["ListenDrops"] += 1
             return
-        if listening.half_open >= s.max_syn_backlog:
+        if listening.half_open >= s.max_syn_backlog or len(self._conns) >= (
+            s.max_connections
+        ):
+            # Out of room for state: answer statelessly (or drop).
             if s.syncookies:
                 self._send_syn_cookie(src, seg, now)
             else:
@@ -394,7 +400,10 @@ class Stack:
         if mss is None:
             self.counters["SyncookiesFailed"] += 1
             return False
-        if len(listening.ready) >= listening.backlog:
+        if (
+            len(listening.ready) >= listening.backlog
+            or len(self._conns) >= self.settings.max_connections
+        ):
             self.counters["ListenOverflows"] += 1
             return True  # drop the ACK; the client retransmits its data or ACK
         self.counters["SyncookiesRecv"] += 1
@@ -599,6 +608,10 @@ class Stack:
         )
         tcb.detach_time_wait()
         self._reap(tcb, conn)
+        if len(self._timewait) >= self.settings.max_tw_buckets:
+            # Like Linux ("time wait bucket table overflow"): skip TIME_WAIT.
+            self.counters["TCPTimeWaitOverflow"] += 1
+            return
         self._timewait[conn.key] = record
         self._tw_queue.append(record)
         scope = self._wait_scope
@@ -691,6 +704,12 @@ class Stack:
         key = (remote[0], remote[1], local_port)
         if key in self._conns:
             raise os_error(errno.EADDRINUSE, "that 4-tuple is already in use")
+        if len(self._conns) >= self.settings.max_connections:
+            raise os_error(
+                errno.ENOBUFS,
+                f"the stack holds max_connections={self.settings.max_connections}"
+                " connections; close some or raise the setting",
+            )
         now = trio.current_time()
         tcb = self._new_tcb(key, now)
         tcb.owner = Conn(key)

@@ -366,3 +366,26 @@ async def test_forged_ack_to_listener_is_reset(
     assert net.b.counters["SyncookiesSent"] == 1
     assert net.b.counters["SyncookiesFailed"] == 1
     assert list(net.b.connections()) == []
+
+
+async def test_limits_on_connections_and_time_wait(
+    net: Net, autojump_clock: MockClock
+) -> None:
+    net.a.settings.max_connections = 2
+    net.a.settings.max_tw_buckets = 1
+    listener = await net.b.listen(80)
+    first = await net.a.connect((B_IP, 80))
+    second = await net.a.connect((B_IP, 80))
+    with pytest.raises(OSError) as info:
+        await net.a.connect((B_IP, 80))
+    assert info.value.errno == errno.ENOBUFS
+    # Both close first from A: only one TIME_WAIT record fits.
+    for stream in (first, second):
+        server = await listener.accept()
+        await stream.aclose()
+        assert await server.receive_some() == b""
+        await server.aclose()
+    await trio.sleep(0.1)
+    assert len(list(net.a.time_wait())) == 1
+    assert net.a.counters["TCPTimeWaitOverflow"] == 1
+    assert list(net.a.connections()) == []
