@@ -14,6 +14,7 @@ import ipaddress
 import itertools
 import math
 import random
+import sys
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -297,7 +298,11 @@ class Stack:
             was = tcb.state
             if was is State.SYN_RECEIVED and self._accept_queue_full(tcb, seg):
                 return
-            tcb.on_segment(seg, now)
+            try:
+                tcb.on_segment(seg, now)
+            except Exception as exc:  # a bug must cost one connection only
+                self._internal_error(tcb, exc)
+                return
             if was is State.SYN_RECEIVED and tcb.state is not State.SYN_RECEIVED:
                 self._on_passive_established(tcb)
             self._mark_dirty(tcb)
@@ -457,7 +462,11 @@ class Stack:
         dirty, self._dirty = self._dirty, []
         for tcb in dirty:
             tcb.owner.dirty = False  # type: ignore[attr-defined]
-            tcb.flush(now)
+            try:
+                tcb.flush(now)
+            except Exception as exc:
+                self._internal_error(tcb, exc)
+                continue
             self._after(tcb)
 
     def _run_timers(self, now: float) -> None:
@@ -477,7 +486,11 @@ class Stack:
             if self.timer_observers:
                 self._report_timers(tcb, now)
             was = tcb.state
-            tcb.on_timer(now)
+            try:
+                tcb.on_timer(now)
+            except Exception as exc:
+                self._internal_error(tcb, exc)
+                continue
             if was is State.SYN_RECEIVED and tcb.state is State.CLOSED:
                 self._on_passive_established(tcb)
             self._after(tcb)
@@ -503,11 +516,29 @@ class Stack:
     # ------------------------------------------------------------------
     # After every TCB call: send its segments, reschedule, wake, reap.
 
+    def _internal_error(self, tcb: Tcb, exc: Exception) -> None:
+        """A bug met one connection: reset it, count it, keep the stack up."""
+        self.counters["InternalErrors"] += 1
+        print(
+            f"ustack: internal error, connection reset: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
+        tcb.outbox.clear()
+        tcb.abort(trio.current_time())
+        tcb.error = os_error(errno.ECONNABORTED, f"internal error: {exc!r}")
+        self._after(tcb)
+
     def _after(self, tcb: Tcb) -> None:
         if tcb.outbox:
             remote = tcb.remote_ip
-            for seg in tcb.outbox:
-                self._send(remote, seg, tcb.mss)
+            try:
+                for seg in tcb.outbox:
+                    self._send(remote, seg, tcb.mss)
+            except Exception as exc:
+                tcb.outbox.clear()
+                self._internal_error(tcb, exc)
+                return
             tcb.outbox.clear()
         conn: Conn = tcb.owner  # type: ignore[assignment]
         if tcb.state is not conn.last_state:

@@ -16,6 +16,10 @@ from ustack.wire.tcp import ACK, FIN, PSH, TcpSegment
 ISS_A = 1000
 ISS_B = 5000
 
+# Without RFC 7323 timestamps: payloads fill the whole MSS (no 12-byte option)
+# and RTT samples come from sequence numbers with Karn's rule.
+NO_TS = Settings(msl=1.0, timestamps=False)
+
 
 def blob(n: int, seed: int = 1) -> bytes:
     return random.Random(seed).randbytes(n)
@@ -64,7 +68,7 @@ def test_reply_piggybacks_delayed_ack() -> None:
 
 
 def test_every_second_segment_acked_at_once() -> None:
-    p = Pair(iss_a=ISS_A)
+    p = Pair(iss_a=ISS_A, settings=NO_TS)  # full-MSS payloads
     a, b = p.establish()
     held: list[TcpSegment] = []
     p.net = lambda d, s: (held.append(s), [])[1]
@@ -287,7 +291,7 @@ def test_persist_does_not_count_as_retries() -> None:
 
 
 def test_out_of_order_segments_reassembled() -> None:
-    p = Pair(iss_a=ISS_A)
+    p = Pair(iss_a=ISS_A, settings=NO_TS)  # full-MSS payloads
     a, b = p.establish()
     held: list[TcpSegment] = []
     # A's output is held back (no retransmission reaches B); we inject.
@@ -384,9 +388,6 @@ def test_ooo_queue_is_bounded() -> None:
 # Loss recovery
 
 
-# The RTT tests below use sequence-based sampling and Karn's rule, so they
-# run without RFC 7323 timestamps (which give samples of their own).
-NO_TS = Settings(msl=1.0, timestamps=False)
 
 
 def test_rto_retransmission_with_backoff() -> None:
@@ -465,7 +466,7 @@ def test_rto_clamped_to_settings() -> None:
 
 
 def test_fast_retransmit_on_three_dupacks() -> None:
-    p = Pair(iss_a=ISS_A)
+    p = Pair(iss_a=ISS_A, settings=NO_TS)  # full-MSS payloads
     a, b = p.establish()
     first = True
 

@@ -228,13 +228,25 @@ def test_bad_ack_in_syn_received_gets_rst() -> None:
 
 
 def test_mss_is_min_of_both() -> None:
-    p = Pair(mss=1460, mss_b=1000)
+    p = Pair(mss=1460, mss_b=1000, settings=Settings(msl=1.0, timestamps=False))
     a, b = p.establish()
     assert a.mss == 1000 and b.mss == 1000
     a.send(b"x" * 5000)
     p.run()
     assert [len(e.seg.payload) for e in p.sent("A>B") if e.seg.payload] == [
         1000, 1000, 1000, 1000, 1000]
+
+
+def test_payload_leaves_room_for_the_timestamp_option() -> None:
+    """RFC 6691: the MSS counts no options; with timestamps on, each data
+    segment carries 12 option bytes, so its payload is MSS - 12."""
+    p = Pair(mss=1460, mss_b=1000)
+    a, b = p.establish()
+    assert a.ts_ok and a.mss == b.mss == 1000 - 12
+    a.send(b"x" * 2000)
+    p.run()
+    sizes = [len(e.seg.payload) for e in p.sent("A>B") if e.seg.payload]
+    assert sizes == [988, 988, 24]
 
 
 def test_mss_default_536_without_option() -> None:

@@ -35,7 +35,7 @@ def test_negotiated_only_when_both_offer() -> None:
 
 
 def test_ack_for_out_of_order_data_carries_sack_blocks() -> None:
-    p = Pair(mss=1000)
+    p = Pair(mss=1000, settings=Settings(msl=1.0, timestamps=False))
     a, b = p.establish()
     start = b.rcv_nxt
     dropped: list[int] = []

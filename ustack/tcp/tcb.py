@@ -31,6 +31,8 @@ DEFAULT_MSS = 536
 MAX_WSCALE = 14
 # RFC 5681 3.2: duplicate ACKs that trigger fast retransmit.
 DUPACK_THRESHOLD = 3
+# NOP, NOP, kind 8, length 10 (RFC 7323 3.2, Appendix A layout).
+TS_OPTION_LEN = 12
 # RFC 7323 5.5: TS.Recent older than this is too stale for PAWS (24 days).
 PAWS_IDLE = 24 * 24 * 3600.0
 
@@ -280,7 +282,10 @@ class Tcb:
 
     def _take_syn_options(self, syn: TcpSegment, offered_wscale: bool) -> None:
         peer_mss = syn.mss if syn.mss else DEFAULT_MSS
-        self.mss = max(64, min(peer_mss, self.mss_local))
+        # The MSS counts no TCP options (RFC 6691): leave room for the
+        # timestamp option that every segment will carry.
+        options = TS_OPTION_LEN if self._timestamps_agreed(syn) else 0
+        self.mss = max(64, min(peer_mss, self.mss_local) - options)
         self.cwnd = self._initial_cwnd()
         if offered_wscale and syn.wscale is not None:
             self.snd_wscale = min(syn.wscale, MAX_WSCALE)
@@ -288,13 +293,16 @@ class Tcb:
         else:
             self.snd_wscale = self.rcv_wscale = 0
 
+    def _timestamps_agreed(self, syn: TcpSegment) -> bool:
+        return self.settings.timestamps and syn.timestamp is not None
+
     def _take_syn_sack(self, syn: TcpSegment) -> None:
         """We send SACK blocks only if both SYNs said SACK-permitted."""
         self.sack_ok = self.settings.sack and syn.sack_permitted
 
     def _take_syn_timestamp(self, syn: TcpSegment, now: float) -> None:
         """RFC 7323 3.2: timestamps are on only if both SYNs carry them."""
-        if self.settings.timestamps and syn.timestamp is not None:
+        if self._timestamps_agreed(syn) and syn.timestamp is not None:
             self.ts_ok = True
             self.ts_recent = syn.timestamp[0]
             self.ts_recent_age = now
@@ -1105,7 +1113,8 @@ class Tcb:
         )
         if self.ts_ok and not flags & RST:
             segment.timestamp = (self._tsval(), self.ts_recent)
-        if self.sack_ok and self.ooo.size and flags & ACK:
+        if self.sack_ok and self.ooo.size and flags & ACK and not payload:
+            # Only on segments without data, which have room for the option.
             # RFC 2018 3: room for 3 blocks beside timestamps, else 4.
             segment.sack_blocks = self.ooo.sack_blocks(
                 self.rcv_nxt, 3 if self.ts_ok else 4
