@@ -1,8 +1,6 @@
-"""Lifecycle tests that FAIL on the current TCB: each documents a stack bug.
+"""Data in both directions at once under loss (regression test; fixed).
 
-Not marked xfail: the lead runs them when fixing ustack/tcp.
-
-Bug: data in both directions at once under loss deadlocks in an ACK storm.
+The bug it caught: both directions under loss deadlocked in an ACK storm.
 After an RTO, the TCB rewinds SND.NXT to SND.UNA (go-back-N) and then sends
 its pure ACKs with SEQ = SND.NXT, which is below the peer's RCV.NXT. When both
 sides are in that state, each side's ACK is "not acceptable" at the other

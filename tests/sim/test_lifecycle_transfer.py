@@ -5,7 +5,7 @@ virtual time. One 50 MB seed takes 12 s of wall time on an idle machine of
 this kind (35 s on a busy one), so the per-commit suite sends 5 MB each way
 per seed (about 1.5 s each) and USTACK_LONG=1 runs the issue's 50 MB.
 USTACK_SIM_MB overrides the size. Both directions at once: see
-test_lifecycle_pending.py.
+test_lifecycle_both_ways.py.
 """
 
 from __future__ import annotations
