@@ -21,6 +21,7 @@ from ustack.errors import os_error
 from ustack.tcp.ratelimit import RateLimiter
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.rto import RtoEstimator
+from ustack.tcp.scoreboard import Scoreboard
 from ustack.tcp.seq import MASK, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
 from ustack.tcp.state import RECEIVING, State
 from ustack.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment
@@ -127,6 +128,8 @@ class Tcb:
         "clock",
         "sack_ok",
         "last_oow_ack",
+        "scoreboard",
+        "rexmit_high",
     )
 
     def __init__(
@@ -224,6 +227,9 @@ class Tcb:
         self.clock = now  # the latest `now` we were given
         self.sack_ok = False  # both SYNs carried SACK-permitted (RFC 2018)
         self.last_oow_ack = -math.inf  # when we last ACKed an invalid segment
+        # What the peer SACKed, and how far fast recovery has resent holes.
+        self.scoreboard = Scoreboard()
+        self.rexmit_high = iss
         self.owner: object = None  # the stack's bookkeeping (listener, waiters)
 
     # ------------------------------------------------------------------
@@ -681,6 +687,8 @@ class Tcb:
             return False
         self.persist_probes = 0  # the peer is alive
         wnd = seg.window << self.snd_wscale
+        if seg.sack_blocks and self.sack_ok:
+            self.scoreboard.update(una, self.snd_max, seg.sack_blocks)
         if seq_gt(ack, una):
             self._on_new_ack(ack, now)
             if self.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
@@ -732,6 +740,8 @@ class Tcb:
         self.snd_una = ack
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
+        if self.scoreboard:
+            self.scoreboard.advance(ack)
         if self.rtt_seq is not None and seq_gt(ack, self.rtt_seq):
             self.rto.sample(now - self.rtt_time)
             self.rtt_seq = None
@@ -743,6 +753,7 @@ class Tcb:
                 self.recover = None
             else:  # partial ACK (RFC 6582 3.2 step 3)
                 self._retransmit_head(now)
+                self._retransmit_next_hole(now)
                 self.cwnd = max(mss, self.cwnd - acked + mss)
         elif self.cwnd < self.ssthresh:
             self.cwnd += min(acked, 2 * mss)  # slow start with ABC (RFC 3465)
@@ -767,10 +778,14 @@ class Tcb:
             flight = self.bytes_in_flight()
             self.ssthresh = max(flight // 2, 2 * self.mss)  # RFC 5681 (4)
             self.recover = self.snd_max
+            self.rexmit_high = self.snd_una  # a new recovery resends from here
             self._retransmit_head(now)
             self.cwnd = self.ssthresh + DUPACK_THRESHOLD * self.mss
         elif self.dupacks > DUPACK_THRESHOLD and self.recover is not None:
             self.cwnd += self.mss
+            # With SACK, each further duplicate ACK lets one more presumed-lost
+            # hole go out at once (RFC 6675 NextSeg rule 1), not one per RTT.
+            self._retransmit_next_hole(now)
 
     def _on_rst(self) -> None:
         st = self.state
@@ -941,6 +956,7 @@ class Tcb:
             self.recover = None
             self.dupacks = 0
             self.snd_nxt = self.snd_una
+            self.scoreboard.clear()  # RFC 2018 8: the receiver may have reneged
             if self.snd_wnd == 0:
                 # The peer shrank its window to zero with data outstanding:
                 # probe it like any zero window (RFC 9293 3.8.6.1), do not
@@ -1071,8 +1087,31 @@ class Tcb:
         if payload or flags & FIN:
             self.counters["RetransSegs"] += 1
             self._emit(flags, una, payload)
+        if seq_gt(end, self.rexmit_high):
+            self.rexmit_high = end
         self.rtt_seq = None  # Karn's rule
         self.rtx_deadline = now + self.rto.rto
+
+    def _retransmit_next_hole(self, now: float) -> None:
+        """Resend the next SACK hole above what recovery already resent."""
+        if not self.scoreboard:
+            return
+        start = self.rexmit_high
+        if seq_lt(start, self.snd_una):
+            start = self.snd_una
+        hole = self.scoreboard.next_hole(start, self.snd_una)
+        if hole is None:
+            return
+        seq, length = hole
+        offset = seq_diff(seq, self.sndbuf_seq)
+        n = min(self.mss, length, len(self.sndbuf) - offset)
+        if offset < 0 or n <= 0:
+            return
+        self.counters["RetransSegs"] += 1
+        self.counters["TCPSackRecovery"] += 1
+        self._emit(ACK, seq, bytes(memoryview(self.sndbuf)[offset : offset + n]))
+        self.rexmit_high = (seq + n) & MASK
+        self.rtt_seq = None
 
     def _sws_threshold(self) -> int:
         return min(self.rcv_buf_size // 2, self.mss_local)
