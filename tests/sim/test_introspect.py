@@ -48,6 +48,11 @@ async def test_half_close_gives_fin_wait_2_and_close_wait(
     client, server = await connected_pair(net, 7000)
     await server.send_all(b"x" * 1000)  # unread by the client: its Recv-Q
     await client.send_eof()
+    await wait_state(net.a, "FIN-WAIT-2")
+    await wait_state(net.b, "CLOSE-WAIT")
+    # Let in-flight data and delayed ACKs (40 ms) settle before reading queues:
+    # B's 1000 bytes may still be unacknowledged when the states are reached.
+    await trio.sleep(0.2)
     a = await wait_state(net.a, "FIN-WAIT-2")
     b = await wait_state(net.b, "CLOSE-WAIT")
     assert a["local"].startswith(f"{A_IP}:") and a["peer"] == f"{B_IP}:7000"
