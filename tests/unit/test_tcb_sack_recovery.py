@@ -63,3 +63,27 @@ def test_three_losses_in_one_window_recovered_without_timeout() -> None:
     )
     # NewReno alone needs one RTT per hole; SACK fills them all at once.
     assert with_sack < without
+
+
+def test_acks_with_new_sack_info_count_as_duplicates_despite_window_changes() -> None:
+    """A receiver's window may change while it reports out-of-order data
+    (its application reads); RFC 6675 counts such ACKs as duplicates anyway,
+    so recovery starts without waiting for the RTO."""
+    from tests.tcb_harness import mk
+    from ustack.wire.tcp import ACK
+
+    p = Pair(delay=0.05, mss=1000, settings=NO_TS, settings_b=NO_TS)
+    a, b = p.establish()
+    a.cwnd = 20_000
+    p.drop = lambda d, s: d == "A>B" and bool(s.payload)  # type: ignore[assignment]
+    a.send(b"q" * 10_000)
+    a.flush(p.now)
+    p.pump()
+    una, before = a.snd_una, a.counters["RetransSegs"]
+    for i in range(3):  # each ACK: same ACK number, a new window, more SACKed
+        right = una + 2000 + 1000 * (i + 1)
+        p.inject_a(mk(b.snd_nxt, una, ACK, window=60_000 + 1000 * i, to_b=False,
+                      sack_blocks=((una + 2000, right),)))
+    assert a.recover is not None  # in fast recovery, no RTO needed
+    assert a.counters["RetransSegs"] > before
+    assert a.counters["TCPTimeouts"] == 0

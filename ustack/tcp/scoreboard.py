@@ -23,8 +23,11 @@ class Scoreboard:
 
     def update(
         self, una: int, snd_max: int, blocks: tuple[tuple[int, int], ...]
-    ) -> None:
-        """Merge SACK blocks that lie within (SND.UNA, SND.MAX]; ignore others."""
+    ) -> int:
+        """Merge SACK blocks that lie within (SND.UNA, SND.MAX]; ignore others.
+
+        Returns how many bytes the blocks newly reported (0: nothing new)."""
+        before = self.sacked_bytes(una)
         top = seq_diff(snd_max, una)
         spans = [(seq_diff(lo, una), seq_diff(hi, una)) for lo, hi in self._runs]
         for left, right in blocks:
@@ -44,6 +47,10 @@ class Scoreboard:
             ((una + lo) & 0xFFFFFFFF, (una + hi) & 0xFFFFFFFF)
             for lo, hi in merged[:MAX_RUNS]
         ]
+        return self.sacked_bytes(una) - before
+
+    def sacked_bytes(self, una: int) -> int:
+        return sum(seq_diff(right, left) for left, right in self._runs)
 
     def advance(self, una: int) -> None:
         """SND.UNA moved: forget what is now cumulatively acknowledged."""

@@ -687,8 +687,9 @@ class Tcb:
             return False
         self.persist_probes = 0  # the peer is alive
         wnd = seg.window << self.snd_wscale
+        sack_news = 0
         if seg.sack_blocks and self.sack_ok:
-            self.scoreboard.update(una, self.snd_max, seg.sack_blocks)
+            sack_news = self.scoreboard.update(una, self.snd_max, seg.sack_blocks)
         if seq_gt(ack, una):
             self._on_new_ack(ack, now)
             if self.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
@@ -697,8 +698,10 @@ class Tcb:
             ack == una
             and not seg.payload
             and not seg.flags & FIN
-            and wnd == self.snd_wnd
             and una != self.snd_max
+            # RFC 5681 wants an unchanged window; with SACK, an ACK that
+            # reports newly SACKed data is a duplicate ACK too (RFC 6675 2).
+            and (wnd == self.snd_wnd or sack_news > 0)
         ):
             self._on_dupack(now)
         # Send window update (RFC 9293 3.10.7.4, SND.WL1/WL2 rule).
@@ -774,14 +777,21 @@ class Tcb:
 
     def _on_dupack(self, now: float) -> None:
         self.dupacks += 1
-        if self.dupacks == DUPACK_THRESHOLD and self.recover is None:
+        # RFC 6675 5(a): enter recovery on DupThresh duplicate ACKs, or once
+        # more than (DupThresh - 1) * SMSS bytes above SND.UNA were SACKed.
+        sacked = self.scoreboard.sacked_bytes(self.snd_una) if self.scoreboard else 0
+        lost = (
+            self.dupacks >= DUPACK_THRESHOLD
+            or sacked > (DUPACK_THRESHOLD - 1) * self.mss
+        )
+        if lost and self.recover is None:
             flight = self.bytes_in_flight()
             self.ssthresh = max(flight // 2, 2 * self.mss)  # RFC 5681 (4)
             self.recover = self.snd_max
             self.rexmit_high = self.snd_una  # a new recovery resends from here
             self._retransmit_head(now)
             self.cwnd = self.ssthresh + DUPACK_THRESHOLD * self.mss
-        elif self.dupacks > DUPACK_THRESHOLD and self.recover is not None:
+        elif self.recover is not None:
             self.cwnd += self.mss
             # With SACK, each further duplicate ACK lets one more presumed-lost
             # hole go out at once (RFC 6675 NextSeg rule 1), not one per RTT.
