@@ -192,7 +192,7 @@ class Socket:
         self._release_reservation()
         tcb = self._stack.open_connection(self._port, remote, self._options)
         self._tcb = tcb
-        conn: Conn = tcb.owner  # type: ignore[assignment]
+        conn: Conn = tcb.owner
         while tcb.state in (State.SYN_SENT, State.SYN_RECEIVED):
             await conn.lot.park()
         if tcb.state is State.CLOSED and tcb.error is not None:
@@ -203,7 +203,7 @@ class Socket:
 
     async def send(self, data: bytes | bytearray | memoryview) -> int:
         tcb = self._connected()
-        conn: Conn = tcb.owner  # type: ignore[assignment]
+        conn: Conn = tcb.owner
         while True:
             self._check_can_send(tcb)
             n = tcb.send(data)
@@ -218,7 +218,7 @@ class Socket:
 
     async def sendall(self, data: bytes | bytearray | memoryview) -> None:
         tcb = self._connected()
-        conn: Conn = tcb.owner  # type: ignore[assignment]
+        conn: Conn = tcb.owner
         view = memoryview(data).cast("B")
         while True:
             self._check_can_send(tcb)
@@ -234,7 +234,7 @@ class Socket:
 
     async def recv(self, bufsize: int = DEFAULT_RECEIVE_SIZE) -> bytes:
         tcb = self._connected()
-        conn: Conn = tcb.owner  # type: ignore[assignment]
+        conn: Conn = tcb.owner
         if bufsize < 1:
             raise ValueError("bufsize must be at least 1")
         while True:
@@ -256,7 +256,7 @@ class Socket:
 
     async def wait_writable(self) -> None:
         tcb = self._connected()
-        conn: Conn = tcb.owner  # type: ignore[assignment]
+        conn: Conn = tcb.owner
         while tcb.send_space() == 0 and tcb.error is None and tcb.state in SENDING:
             await conn.lot.park()
         await trio.lowlevel.checkpoint()
@@ -268,7 +268,7 @@ class Socket:
         if how in (_socket.SHUT_RD, _socket.SHUT_RDWR):
             tcb.read_closed = True
             tcb.rcvbuf.clear()
-            tcb.owner.lot.unpark_all()  # type: ignore[attr-defined]
+            tcb.owner.lot.unpark_all()
         if how in (_socket.SHUT_WR, _socket.SHUT_RDWR):
             tcb.shutdown_write(self._stack.now())
             self._stack.kick(tcb)
@@ -301,7 +301,7 @@ class Socket:
         await trio.lowlevel.checkpoint()
 
     async def _linger(self, tcb: Tcb, seconds: float) -> None:
-        conn: Conn = tcb.owner  # type: ignore[assignment]
+        conn: Conn = tcb.owner
         with trio.move_on_after(seconds):
             while tcb.state in (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK):
                 await conn.lot.park()

@@ -52,7 +52,7 @@ TRACE_QUEUE = 20_000
 
 
 def _netns_suffix() -> str:
-    """"@<name>" inside a named network namespace (`ip netns`, found by
+    """ "@<name>" inside a named network namespace (`ip netns`, found by
     comparing /proc/self/ns/net with the files in /run/netns), else ""."""
     try:
         mine = os.stat("/proc/self/ns/net")
@@ -227,9 +227,7 @@ class ControlServer:
             except trio.WouldBlock:
                 dropped += 1
 
-        def observer(
-            tcb: Tcb | TimeWait, old: State, new: State, now: float
-        ) -> None:
+        def observer(tcb: Tcb | TimeWait, old: State, new: State, now: float) -> None:
             nonlocal dropped
             try:
                 send_ch.send_nowait(("s", tcb, old, new, now))

@@ -432,7 +432,7 @@ class Stack:
     def _accept_queue_full(self, tcb: Tcb, seg: TcpSegment) -> bool:
         """Linux drops the handshake's final ACK while the accept queue is full;
         the SYN-ACK is retransmitted and the client's ACK retried later."""
-        listening = tcb.owner.listener  # type: ignore[attr-defined]
+        listening = tcb.owner.listener
         if listening is None or seg.flags & (ACK | RST | SYN) != ACK:
             return False
         if len(listening.ready) < listening.backlog:
@@ -441,7 +441,7 @@ class Stack:
         return True
 
     def _on_passive_established(self, tcb: Tcb) -> None:
-        conn: Conn = tcb.owner  # type: ignore[assignment]
+        conn: Conn = tcb.owner
         listening = conn.listener
         if listening is None:
             return
@@ -453,7 +453,7 @@ class Stack:
         listening.lot.unpark_all()
 
     def _mark_dirty(self, tcb: Tcb) -> None:
-        conn: Conn = tcb.owner  # type: ignore[assignment]
+        conn: Conn = tcb.owner
         if not conn.dirty:
             conn.dirty = True
             self._dirty.append(tcb)
@@ -461,7 +461,7 @@ class Stack:
     def _flush_dirty(self, now: float) -> None:
         dirty, self._dirty = self._dirty, []
         for tcb in dirty:
-            tcb.owner.dirty = False  # type: ignore[attr-defined]
+            tcb.owner.dirty = False
             try:
                 tcb.flush(now)
             except Exception as exc:
@@ -475,7 +475,7 @@ class Stack:
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, tcb = heapq.heappop(heap)
-            conn: Conn = tcb.owner  # type: ignore[assignment]
+            conn: Conn = tcb.owner
             if conn.heap_deadline != deadline:
                 self._heap_stale = max(0, self._heap_stale - 1)
                 continue  # stale entry: the TCB's timer moved
@@ -540,7 +540,7 @@ class Stack:
                 self._internal_error(tcb, exc)
                 return
             tcb.outbox.clear()
-        conn: Conn = tcb.owner  # type: ignore[assignment]
+        conn: Conn = tcb.owner
         if tcb.state is not conn.last_state:
             old, conn.last_state = conn.last_state, tcb.state
             for observer in self.state_observers:
@@ -587,7 +587,7 @@ class Stack:
 
     def _schedule(self, tcb: Tcb) -> None:
         deadline = tcb.deadline
-        conn: Conn = tcb.owner  # type: ignore[assignment]
+        conn: Conn = tcb.owner
         if deadline is None or deadline == conn.heap_deadline:
             return
         if conn.heap_deadline is not None:
@@ -604,9 +604,7 @@ class Stack:
         """Drop stale timer entries (moved timers, closed connections), so a
         far-off timer of a closed connection (keepalive: 2 h) cannot pin it."""
         self._heap[:] = [  # in place: _run_timers may hold the list
-            entry
-            for entry in self._heap
-            if entry[2].owner.heap_deadline == entry[0]  # type: ignore[attr-defined]
+            entry for entry in self._heap if entry[2].owner.heap_deadline == entry[0]
         ]
         heapq.heapify(self._heap)
         self._heap_stale = 0
@@ -779,7 +777,7 @@ class Stack:
             del self._listeners[listening.port]
         now = trio.current_time()
         for tcb in list(self._conns.values()):
-            conn: Conn = tcb.owner  # type: ignore[assignment]
+            conn: Conn = tcb.owner
             if conn.listener is listening:
                 tcb.abort(now)
                 self._after(tcb)
@@ -789,13 +787,13 @@ class Stack:
     def take_accepted(self, listening: Listening) -> Tcb | None:
         while listening.ready:
             tcb = listening.ready.popleft()
-            tcb.owner.listener = None  # type: ignore[attr-defined]
+            tcb.owner.listener = None
             return tcb
         return None
 
     def note_app_close(self, tcb: Tcb) -> None:
         """Account an orphan; past max_orphans, reset it (tcp_max_orphans)."""
-        conn: Conn = tcb.owner  # type: ignore[assignment]
+        conn: Conn = tcb.owner
         if tcb.state is State.CLOSED or conn.orphan:
             return
         if self._orphans >= self.settings.max_orphans:

@@ -38,18 +38,6 @@ _SS_NAMES = {
     State.TIME_WAIT: "TIME-WAIT",
 }
 
-# States in which the connection is synchronized (RFC 9293 3.5).
-SYNCHRONIZED = frozenset(
-    {
-        State.ESTABLISHED,
-        State.FIN_WAIT_1,
-        State.FIN_WAIT_2,
-        State.CLOSE_WAIT,
-        State.CLOSING,
-        State.LAST_ACK,
-        State.TIME_WAIT,
-    }
-)
 # States in which the peer may still send us data.
 RECEIVING = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
 # States in which we may still send new data.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import math
 from collections import Counter
+from typing import Any
 
 from ustack.config import Settings
 from ustack.errors import os_error
@@ -111,7 +112,6 @@ class Tcb:
         "ka_intvl",
         "ka_cnt",
         "ka_probes",
-        "last_rcv",
         "outbox",
         "passive",
         "owner",
@@ -211,7 +211,6 @@ class Tcb:
         self.ka_intvl = settings.keepalive_intvl
         self.ka_cnt = settings.keepalive_probes
         self.ka_probes = 0
-        self.last_rcv = now
         self.outbox: list[TcpSegment] = []
         self.passive = False
         # Segmentation offload: the link accepts segments up to this many
@@ -230,7 +229,7 @@ class Tcb:
         # What the peer SACKed, and how far fast recovery has resent holes.
         self.scoreboard = Scoreboard()
         self.rexmit_high = iss
-        self.owner: object = None  # the stack's bookkeeping (listener, waiters)
+        self.owner: Any = None  # the stack's bookkeeping (listener, waiters)
 
     # ------------------------------------------------------------------
     # Opening (RFC 9293 3.10.1 OPEN; 3.10.7.2 LISTEN state)
@@ -258,7 +257,6 @@ class Tcb:
         self.snd_wl1 = syn.seq
         self.snd_wl2 = self.iss
         self.snd_nxt = self.snd_max = (self.iss + 1) & MASK
-        self.last_rcv = now
         self._emit_syn(now)
         self._arm_rtx(now)
         self._update_deadline()
@@ -281,7 +279,6 @@ class Tcb:
         self.snd_wscale = self.rcv_wscale = 0
         self.snd_wnd = self.max_snd_wnd = ack.window
         self.snd_wl1, self.snd_wl2 = ack.seq, ack.ack
-        self.last_rcv = now
         self.state = _ESTABLISHED
         self._after_established(now)
         self._update_deadline()
@@ -502,7 +499,6 @@ class Tcb:
         self._take_syn_options(seg, offered_wscale=True)
         self._take_syn_timestamp(seg, now)
         self._take_syn_sack(seg)
-        self.last_rcv = now
         if ack_ok:
             self._on_handshake_ack(seg, now)
             self.snd_wnd = seg.window  # a SYN's window is never scaled
@@ -611,7 +607,6 @@ class Tcb:
         # Fifth: ACK.
         if not flags & ACK:
             return
-        self.last_rcv = now
         if self.keepalive:
             self.ka_probes = 0
             self.ka_deadline = now + self.ka_idle
