@@ -30,7 +30,7 @@ from ustack.sockopts import SocketOptions
 from ustack.tcp.isn import IsnGenerator
 from ustack.tcp.state import State
 from ustack.tcp.syncookie import SynCookies
-from ustack.tcp.tcb import Tcb, reset_for
+from ustack.tcp.tcb import DEFAULT_MSS, Tcb, reset_for
 from ustack.tcp.timewait import TimeWait
 from ustack.wire.icmp import ECHO_REQUEST, echo_reply_packet, parse_icmp
 from ustack.wire.ipv4 import (
@@ -352,16 +352,20 @@ class Stack:
                 self.counters["ListenDrops"] += 1
             return
         key = (src, seg.src_port, seg.dst_port)
-        tcb = self._new_tcb(key, now)
-        tcb.owner = Conn(key, listening)
-        self.apply_options(tcb, listening.options)
+        tcb = self._new_tcb(key, now, listening.options, listening)
         tcb.open_passive(seg, now)
         listening.half_open += 1
-        self._conns[key] = tcb
         self.counters["PassiveOpens"] += 1
         self._mark_dirty(tcb)
 
-    def _new_tcb(self, key: Key, now: float) -> Tcb:
+    def _new_tcb(
+        self,
+        key: Key,
+        now: float,
+        options: SocketOptions,
+        listener: Listening | None = None,
+    ) -> Tcb:
+        """A TCB for `key`, with its bookkeeping, registered for demux."""
         remote_ip, remote_port, local_port = key
         iss = self._isn(now, self.ip_bytes, local_port, remote_ip, remote_port)
         tcb = Tcb(
@@ -374,12 +378,15 @@ class Stack:
             self.counters,
         )
         tcb.tso_limit = self.tso_limit
+        tcb.owner = Conn(key, listener)
+        self.apply_options(tcb, options)
+        self._conns[key] = tcb
         return tcb
 
     def _send_syn_cookie(self, src: bytes, seg: TcpSegment, now: float) -> None:
         """SYN queue full: answer with a stateless SYN-ACK (RFC 4987 3.6)."""
         tuple4 = _tuple4(src, seg.src_port, self.ip_bytes, seg.dst_port)
-        iss, mss = self._cookies.make(now, tuple4, seg.seq, seg.mss or 536)
+        iss, mss = self._cookies.make(now, tuple4, seg.seq, seg.mss or DEFAULT_MSS)
         window = min(self.settings.rcv_buf, 0xFFFF)
         reply = TcpSegment(
             seg.dst_port,
@@ -413,13 +420,10 @@ class Stack:
             return True  # drop the ACK; the client retransmits its data or ACK
         self.counters["SyncookiesRecv"] += 1
         key = (src, seg.src_port, seg.dst_port)
-        tcb = self._new_tcb(key, now)
-        conn = Conn(key, None)
-        tcb.owner = conn
-        self.apply_options(tcb, listening.options)
+        tcb = self._new_tcb(key, now, listening.options)
+        conn: Conn = tcb.owner
         tcb.open_from_cookie(seg, mss, now)
         conn.last_state = State.ESTABLISHED
-        self._conns[key] = tcb
         self.counters["PassiveOpens"] += 1
         if seg.payload or seg.flags & FIN:
             tcb.on_segment(seg, now)
@@ -740,10 +744,7 @@ class Stack:
                 " connections; close some or raise the setting",
             )
         now = trio.current_time()
-        tcb = self._new_tcb(key, now)
-        tcb.owner = Conn(key)
-        self.apply_options(tcb, options)
-        self._conns[key] = tcb
+        tcb = self._new_tcb(key, now, options)
         self.counters["ActiveOpens"] += 1
         tcb.open_active(now)
         self._after(tcb)
