@@ -58,7 +58,7 @@ print(json.dumps({"result": result, "body": len(body), "intact": intact}))
 # request goes out, then injects through the TUN with AF_PACKET.
 INJECT = r"""
 import base64, json, socket, sys, time
-from ustack.control import control_path
+from ustack.observe.control import control_path
 from ustack.wire.ipv4 import build_tcp_packet, parse_ipv4
 from ustack.wire.tcp import ACK, PSH, RST, SYN, FIN, TcpSegment, parse_tcp
 

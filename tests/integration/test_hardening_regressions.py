@@ -17,7 +17,7 @@ UstackUp = Callable[..., UstackProcess]
 # closes abruptly with trace events still arriving; N times.
 ABRUPT_TRACE = r"""
 import json, socket, sys, time
-from ustack.control import control_path
+from ustack.observe.control import control_path
 path = control_path("ustack0")
 deadline = time.monotonic() + 10
 while not path.exists() and time.monotonic() < deadline:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from netns import UstackProcess, ustack_command
 
-from ustack.pcap import read_pcap_file
+from ustack.observe.pcap import read_pcap_file
 
 pytestmark = pytest.mark.integration
 

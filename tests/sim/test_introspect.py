@@ -1,4 +1,4 @@
-"""`ustack ss` rows (ustack.introspect) for connections held in CLOSE-WAIT,
+"""`ustack ss` rows (ustack.observe.introspect) for connections held in CLOSE-WAIT,
 FIN-WAIT-2 and TIME-WAIT on purpose, between two stacks in virtual time; and
 the control socket answering for a stack."""
 
@@ -14,10 +14,10 @@ from trio.testing import MockClock
 
 from tests.sim.conftest import A_IP, B_IP, Net, sim_settings
 from ustack import Stack, TcpStream
-from ustack.control import ControlServer, request, subscribe
-from ustack.introspect import connection_rows, counter_rows, listener_rows
 from ustack.link.memory import memory_link_pair
-from ustack.trace import LiveLadder, event_from_json
+from ustack.observe.control import ControlServer, request, subscribe
+from ustack.observe.introspect import connection_rows, counter_rows, listener_rows
+from ustack.observe.trace import LiveLadder, event_from_json
 
 
 async def wait_state(stack: Stack, state: str, timeout: float = 30.0) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from ustack.pcap import LINKTYPE_RAW, PcapError, PcapWriter, read_pcap
+from ustack.observe.pcap import LINKTYPE_RAW, PcapError, PcapWriter, read_pcap
 from ustack.wire.ipv4 import build_tcp_packet
 from ustack.wire.tcp import ACK, SYN, TcpSegment
 

@@ -1,4 +1,4 @@
-"""Ladder diagrams (ustack.trace) of scripted connections, built with
+"""Ladder diagrams (ustack.observe.trace) of scripted connections, built with
 ustack.wire: the handshake, a little data and the four-way close."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import xml.etree.ElementTree as ET
 
-from ustack.pcap import PcapWriter, read_pcap
-from ustack.trace import (
+from ustack.observe.pcap import PcapWriter, read_pcap
+from ustack.observe.trace import (
     LiveLadder,
     event_from_json,
     ladder_lines,

@@ -11,23 +11,19 @@ import ipaddress
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import trio
 
-from ustack import cli_tools
+from ustack.cli import tools as cli_tools
+from ustack.cli.common import err as _err
+from ustack.cli.common import open_stack as _open_stack
 from ustack.config import Settings
 from ustack.errors import SetupError
 
 ALL_SERVICES = "echo,discard,chargen,http"
-
-
-def _err(message: str) -> None:
-    print(f"ustack: {message}", file=sys.stderr, flush=True)
 
 
 def parse_services(text: str) -> list[str]:
@@ -125,48 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     get.set_defaults(func=_get)
     cli_tools.add_commands(sub, stack)
     return parser
-
-
-def _open_stack(args: argparse.Namespace, settings: Settings) -> Any:
-    import ustack  # lazily: the package API may be incomplete while testing
-
-    if getattr(args, "impair", None) is not None:
-        return _open_impaired_stack(args, settings)
-    open_tun_stack = getattr(ustack, "open_tun_stack", None)
-    if open_tun_stack is None:
-        raise SetupError("this ustack build has no open_tun_stack")
-    kwargs = {"offload": True} if getattr(args, "offload", False) else {}
-    return open_tun_stack(
-        ifname=args.ifname,
-        host_ip=args.host_ip,
-        ip=args.ip,
-        mtu=args.mtu,
-        settings=settings,
-        **kwargs,
-    )
-
-
-@asynccontextmanager
-async def _open_impaired_stack(
-    args: argparse.Namespace, settings: Settings
-) -> AsyncIterator[Any]:
-    """Like open_tun_stack, with the TUN link wrapped in an ImpairedLink."""
-    import ustack
-    from ustack.link.impair import ImpairedLink
-    from ustack.link.tun import TunLink
-
-    config = args.impair
-    tun = TunLink.open(ifname=args.ifname, host_ip=args.host_ip, mtu=args.mtu)
-    link = ImpairedLink.from_config(tun, config)
-    _err(f"impairment: {config.describe()}")
-    try:
-        async with ustack.Stack(
-            link, ip=args.ip, settings=settings, network=args.host_ip
-        ) as stack:
-            yield stack
-    finally:
-        link.close()
-        _err(f"impairment counters: {link.summary()}")
 
 
 async def _up(args: argparse.Namespace, settings: Settings) -> int:

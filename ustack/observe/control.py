@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ustack.errors import SetupError
-from ustack.introspect import connection_rows, counter_rows, listener_rows
+from ustack.observe.introspect import connection_rows, counter_rows, listener_rows
 
 if TYPE_CHECKING:
     from ustack.stack import Stack
@@ -272,7 +272,7 @@ _PORTS = struct.Struct("!HH")
 
 
 def _trace_message(item: tuple[Any, ...], port: int | None) -> bytes | None:
-    from ustack.introspect import addr
+    from ustack.observe.introspect import addr
 
     if item[0] == "p":
         _, outgoing, packet, now = item

@@ -97,7 +97,7 @@ def add_commands(sub: Any, stack_parent: argparse.ArgumentParser) -> None:
 
 
 def control_path_for(args: argparse.Namespace) -> Path:
-    from ustack.control import control_path
+    from ustack.observe.control import control_path
 
     return Path(args.control) if args.control else control_path(args.ifname)
 
@@ -137,7 +137,7 @@ class UpExtras:
         if getattr(args, "pcap", None) is not None:
             import time
 
-            from ustack.pcap import PcapWriter
+            from ustack.observe.pcap import PcapWriter
 
             self._pcap_file = open(args.pcap, "wb")  # noqa: SIM115 (closed in exit)
             # Stamp packets when the tap sees them: the loop's `now` can lag
@@ -157,7 +157,7 @@ class UpExtras:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        from ustack.control import ControlServer
+        from ustack.observe.control import ControlServer
 
         if log.isEnabledFor(logging.INFO):
             stack.state_observers.append(log_transition)
@@ -182,7 +182,7 @@ class UpExtras:
 
 def log_transition(tcb: Tcb | TimeWait, old: State, new: State, now: float) -> None:
     """A state observer: `10.203.0.1:40000 -> 10.203.0.2:80 ESTABLISHED -> ...`."""
-    from ustack.introspect import addr
+    from ustack.observe.introspect import addr
 
     log.info(
         "%s -> %s %s -> %s",
@@ -195,7 +195,7 @@ def log_transition(tcb: Tcb | TimeWait, old: State, new: State, now: float) -> N
 
 def log_timer(tcb: Tcb, timer: str, now: float) -> None:
     """A timer observer (-vv): `... retransmit timer fired (retries 2, rto 0.8s)`."""
-    from ustack.introspect import addr
+    from ustack.observe.introspect import addr
 
     log.debug(
         "%s -> %s %s timer fired in %s (retries %d, rto %.3fs)",
@@ -213,7 +213,7 @@ def log_timer(tcb: Tcb, timer: str, now: float) -> None:
 
 
 def _print_table(header: list[str], cells: list[list[str]], title: str) -> None:
-    from ustack.introspect import format_plain
+    from ustack.observe.introspect import format_plain
 
     if sys.stdout.isatty():
         from rich.console import Console
@@ -231,8 +231,13 @@ def _print_table(header: list[str], cells: list[list[str]], title: str) -> None:
 
 
 async def ss_command(args: argparse.Namespace, settings: Settings) -> int:
-    from ustack.control import request
-    from ustack.introspect import SS_COLUMNS, filter_rows, normalize_state, ss_table
+    from ustack.observe.control import request
+    from ustack.observe.introspect import (
+        SS_COLUMNS,
+        filter_rows,
+        normalize_state,
+        ss_table,
+    )
 
     state = normalize_state(args.state) if args.state else None
     reply = await request(control_path_for(args), {"cmd": "ss"})
@@ -249,7 +254,7 @@ async def ss_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def stats_command(args: argparse.Namespace, settings: Settings) -> int:
-    from ustack.control import request
+    from ustack.observe.control import request
 
     reply = await request(control_path_for(args), {"cmd": "stats"})
     counters: dict[str, int] = reply["counters"]
@@ -291,10 +296,10 @@ def _emit_lines(lines: list[str]) -> None:
 
 
 async def trace_command(args: argparse.Namespace, settings: Settings) -> int:
-    from ustack import trace
+    from ustack.observe import trace
 
     if args.file is not None:
-        from ustack.pcap import read_pcap_file
+        from ustack.observe.pcap import read_pcap_file
 
         records = read_pcap_file(str(args.file))
         events = trace.segments_from_packets((r.time, r.packet) for r in records)
@@ -311,7 +316,7 @@ async def trace_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _live_trace(args: argparse.Namespace) -> int:
-    from ustack import control, trace
+    from ustack.observe import control, trace
 
     events: list[trace.Event] = []
     ladder: trace.LiveLadder | None = None
@@ -381,7 +386,8 @@ async def nc_session(
 
 
 async def nc_command(args: argparse.Namespace, settings: Settings) -> int:
-    from ustack.cli import _err, _open_stack
+    from ustack.cli.common import err as _err
+    from ustack.cli.common import open_stack as _open_stack
 
     async with _open_stack(args, settings) as stack:
         try:
@@ -403,7 +409,7 @@ async def nc_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def normalize_state(name: str) -> str:
-    from ustack.introspect import normalize_state as _normalize
+    from ustack.observe.introspect import normalize_state as _normalize
 
     return _normalize(name)
 

@@ -1,0 +1,1 @@
+"""The observing side: control socket, connection rows, ladder traces, pcap."""
