@@ -69,6 +69,17 @@ class Settings:
     syncookies: bool = True
     # Grace period for orderly close when the stack shuts down.
     shutdown_grace: float = 2.0
+    # net.ipv4.tcp_congestion_control: "cubic" (RFC 9438 with HyStart++,
+    # RFC 9406; Linux's default), "reno" or "newreno" (RFC 5681 with byte
+    # counting). Per socket: setsockopt(IPPROTO_TCP, TCP_CONGESTION, b"reno").
+    congestion: str = "cubic"
+    # net.ipv4.tcp_early_retrans (>= 3): tail loss probes (RFC 8985 7).
+    tlp: bool = True
+    # net.ipv4.tcp_frto: F-RTO detection of spurious timeouts (RFC 5682).
+    frto: bool = True
+    # net.ipv4.tcp_slow_start_after_idle: shrink a stale cwnd after more
+    # than an RTO without sending (RFC 5681 4.1, RFC 2861).
+    slow_start_after_idle: bool = True
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

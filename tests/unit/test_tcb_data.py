@@ -352,6 +352,8 @@ def test_ooo_fin_delivered_after_hole_filled() -> None:
     p.net = None
     assert [(s.payload, s.flags & FIN) for s in held] == [(b"abc", 0),
                                                          (b"defg", FIN)]
+    # With no delay at all, A's RACK would resend "abc" at once on the SACK.
+    p.drop = lambda d, s: d == "A>B"
     p.inject_b(held[1])
     assert not b.fin_received and b.ooo.fin_seq == ISS_A + 8
     p.inject_b(held[0])
@@ -454,7 +456,8 @@ def test_rtt_estimate_in_connection() -> None:
 
 
 def test_rto_clamped_to_settings() -> None:
-    p = Pair(settings=Settings(msl=1.0, rto_min=0.5, rto_max=2.0))
+    # No tail loss probe (RFC 8985 7): only the RTO's clamping is tested.
+    p = Pair(settings=Settings(msl=1.0, rto_min=0.5, rto_max=2.0, tlp=False))
     a, b = p.establish()
     assert a.rto.rto == 0.5
     p.drop = lambda d, s: d == "A>B" and bool(s.payload) and p.now < 9
@@ -465,8 +468,12 @@ def test_rto_clamped_to_settings() -> None:
     assert b.read(10) == b"q"
 
 
-def test_fast_retransmit_on_three_dupacks() -> None:
-    p = Pair(iss_a=ISS_A, settings=NO_TS)  # full-MSS payloads
+@pytest.mark.parametrize(("algorithm", "beta"), [("reno", 0.5), ("cubic", 0.7)])
+@pytest.mark.parametrize("sack", [True, False])
+def test_fast_retransmit_on_three_dupacks(algorithm: str, beta: float,
+                                          sack: bool) -> None:
+    settings = Settings(msl=1.0, timestamps=False, sack=sack, congestion=algorithm)
+    p = Pair(iss_a=ISS_A, settings=settings)  # full-MSS payloads
     a, b = p.establish()
     first = True
 
@@ -488,8 +495,10 @@ def test_fast_retransmit_on_three_dupacks() -> None:
     assert len(dupacks) >= 3
     assert b.read(1 << 20) == data
     assert a.snd_una == a.snd_max == ISS_A + 1 + len(data)
-    assert a.ssthresh == 5 * 1460  # flight / 2 (RFC 5681 eq. 4)
-    assert a.cwnd == a.ssthresh  # full ACK ends fast recovery
+    # Reno: cwnd / 2 (RFC 5681 eq. 4, as Linux); CUBIC: beta = 0.7 (RFC 9438 4.6).
+    assert a.ssthresh == int(beta * 10 * 1460)
+    assert a.cwnd == a.ssthresh  # full ACK ends the reduction (RFC 6937)
+    assert a.counters["TCPSackRecovery" if sack else "TCPRenoRecovery"] == 1
     assert a.recover is None
 
 

@@ -20,14 +20,19 @@ class RtoEstimator:
     srtt: float | None = None
     rttvar: float = 0.0
 
-    def sample(self, rtt: float) -> None:
-        """Feed one RTT measurement of a segment that was not retransmitted."""
+    def sample(self, rtt: float, per_rtt: int = 1) -> None:
+        """Feed one RTT measurement (Karn's rule applied by the caller).
+
+        `per_rtt` is how many samples to expect per round trip: RFC 7323
+        Appendix G divides alpha and beta by it, so that many samples per
+        RTT weigh as much as one per RTT did and RTTVAR does not collapse."""
         if self.srtt is None:  # RFC 6298 2.2
             self.srtt = rtt
             self.rttvar = rtt / 2
         else:  # RFC 6298 2.3
-            self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - rtt)
-            self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * rtt
+            alpha, beta = _ALPHA / per_rtt, _BETA / per_rtt
+            self.rttvar = (1 - beta) * self.rttvar + beta * abs(self.srtt - rtt)
+            self.srtt = (1 - alpha) * self.srtt + alpha * rtt
         self.rto = self._clamp(self.srtt + max(_G, _K * self.rttvar))
 
     def backoff(self) -> None:

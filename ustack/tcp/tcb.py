@@ -19,10 +19,12 @@ from typing import Any
 
 from ustack.config import Settings
 from ustack.errors import os_error
+from ustack.tcp import cc as congestion
 from ustack.tcp.ratelimit import RateLimiter
 from ustack.tcp.reassembly import Reassembly
+from ustack.tcp.recovery import CaState, LossRecovery
 from ustack.tcp.rto import RtoEstimator
-from ustack.tcp.scoreboard import Scoreboard
+from ustack.tcp.rtxq import Sent
 from ustack.tcp.seq import MASK, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
 from ustack.tcp.state import RECEIVING, State
 from ustack.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment
@@ -31,12 +33,20 @@ from ustack.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment
 DEFAULT_MSS = 536
 # RFC 7323 2.3: the largest window shift.
 MAX_WSCALE = 14
-# RFC 5681 3.2: duplicate ACKs that trigger fast retransmit.
-DUPACK_THRESHOLD = 3
+# RFC 6928: the initial window, in segments.
+INITIAL_WINDOW = 10
+# RFC 2018 3: SACK option bytes (with two NOPs) for n blocks is 4 + 8 n.
+SACK_OPTION_BASE = 4
 # NOP, NOP, kind 8, length 10 (RFC 7323 3.2, Appendix A layout).
 TS_OPTION_LEN = 12
 # RFC 7323 5.5: TS.Recent older than this is too stale for PAWS (24 days).
 PAWS_IDLE = 24 * 24 * 3600.0
+
+# What rtx_deadline stands for when the persist timer is not running:
+# Linux's ICSK_TIME_RETRANS, ICSK_TIME_LOSS_PROBE, ICSK_TIME_REO_TIMEOUT.
+RTX_RTO = 0
+RTX_PTO = 1
+RTX_REO = 2
 
 _CLOSED = State.CLOSED
 _SYN_SENT = State.SYN_SENT
@@ -102,10 +112,12 @@ class Tcb:
         "deadline",
         "ack_now",
         "segs_unacked",
-        "cwnd",
-        "ssthresh",
-        "dupacks",
-        "recover",
+        "cc",
+        "rec",
+        "una_off",
+        "rtx_kind",
+        "last_send",
+        "dsack",
         "nodelay",
         "keepalive",
         "ka_idle",
@@ -128,8 +140,6 @@ class Tcb:
         "clock",
         "sack_ok",
         "last_oow_ack",
-        "scoreboard",
-        "rexmit_high",
     )
 
     def __init__(
@@ -200,11 +210,17 @@ class Tcb:
         self.deadline: float | None = None
         self.ack_now = False
         self.segs_unacked = 0
-        # Congestion control (RFC 5681, NewReno RFC 6582).
-        self.cwnd = 0
-        self.ssthresh = 1 << 30
-        self.dupacks = 0
-        self.recover: int | None = None
+        # Congestion control (cc/) and loss recovery (recovery.py). They see
+        # stream offsets: una_off is SND.UNA's distance from the ISS.
+        self.cc = congestion.create(
+            settings.congestion, DEFAULT_MSS, INITIAL_WINDOW * DEFAULT_MSS
+        )
+        self.rec = LossRecovery(self.cc, self.counters, frto=settings.frto)
+        self.rec.reset(1)
+        self.una_off = 0
+        self.rtx_kind = RTX_RTO  # what rtx_deadline is (when not persist)
+        self.last_send = now  # when data last went out (restart after idle)
+        self.dsack: tuple[int, int] | None = None  # D-SACK block owed (RFC 2883)
         self.nodelay = False
         self.keepalive = False
         self.ka_idle = settings.keepalive_time
@@ -226,9 +242,6 @@ class Tcb:
         self.clock = now  # the latest `now` we were given
         self.sack_ok = False  # both SYNs carried SACK-permitted (RFC 2018)
         self.last_oow_ack = -math.inf  # when we last ACKed an invalid segment
-        # What the peer SACKed, and how far fast recovery has resent holes.
-        self.scoreboard = Scoreboard()
-        self.rexmit_high = iss
         self.owner: Any = None  # the stack's bookkeeping (listener, waiters)
 
     # ------------------------------------------------------------------
@@ -275,7 +288,8 @@ class Tcb:
         self.iss = (ack.ack - 1) & MASK
         self.snd_una = self.snd_nxt = self.snd_max = self.sndbuf_seq = ack.ack
         self.mss = max(64, min(mss, self.mss_local))
-        self.cwnd = self._initial_cwnd()
+        self._init_cc()
+        self.una_off = 1
         self.snd_wscale = self.rcv_wscale = 0
         self.snd_wnd = self.max_snd_wnd = ack.window
         self.snd_wl1, self.snd_wl2 = ack.seq, ack.ack
@@ -289,7 +303,7 @@ class Tcb:
         # timestamp option that every segment will carry.
         options = TS_OPTION_LEN if self._timestamps_agreed(syn) else 0
         self.mss = max(64, min(peer_mss, self.mss_local) - options)
-        self.cwnd = self._initial_cwnd()
+        self._init_cc()
         if offered_wscale and syn.wscale is not None:
             self.snd_wscale = min(syn.wscale, MAX_WSCALE)
             self.rcv_wscale = min(self.settings.wscale, MAX_WSCALE)
@@ -302,6 +316,7 @@ class Tcb:
     def _take_syn_sack(self, syn: TcpSegment) -> None:
         """We send SACK blocks only if both SYNs said SACK-permitted."""
         self.sack_ok = self.settings.sack and syn.sack_permitted
+        self.rec.sack_ok = self.sack_ok
 
     def _take_syn_timestamp(self, syn: TcpSegment, now: float) -> None:
         """RFC 7323 3.2: timestamps are on only if both SYNs carry them."""
@@ -313,8 +328,48 @@ class Tcb:
     def _tsval(self) -> int:
         return (int(self.clock * 1000) + self.ts_offset) & MASK  # 1 ms ticks
 
-    def _initial_cwnd(self) -> int:
-        return 10 * self.mss  # RFC 6928 initial window
+    def _init_cc(self) -> None:
+        """The MSS is known: size the initial window (RFC 6928)."""
+        cc = self.cc
+        cc.set_mss(self.mss)
+        cc.cwnd = cc.prior_cwnd = INITIAL_WINDOW * self.mss
+
+    def set_congestion(self, name: str) -> None:
+        """TCP_CONGESTION: switch algorithm, keeping the current window."""
+        if name == self.cc.name:
+            return
+        new = congestion.create(name, self.mss, self.cc.cwnd)
+        new.ssthresh = self.cc.ssthresh
+        self.cc = self.rec.cc = new
+
+    # cwnd and ssthresh belong to the congestion controller.
+    @property
+    def cwnd(self) -> int:
+        return self.cc.cwnd
+
+    @cwnd.setter
+    def cwnd(self, value: int) -> None:
+        self.cc.cwnd = value
+
+    @property
+    def ssthresh(self) -> int:
+        return self.cc.ssthresh
+
+    @ssthresh.setter
+    def ssthresh(self, value: int) -> None:
+        self.cc.ssthresh = value
+
+    @property
+    def recover(self) -> int | None:
+        """The recovery point while in fast recovery or loss recovery."""
+        rec = self.rec
+        if rec.state is CaState.OPEN:
+            return None
+        return (self.iss + rec.high_seq) & MASK
+
+    def _off(self, seq: int) -> int:
+        """A sequence number near the send window as a stream offset."""
+        return self.una_off + seq_diff(seq, self.snd_una)
 
     def _emit_syn(self, now: float) -> None:
         flags = SYN | ACK if self.state is _SYN_RECEIVED else SYN
@@ -518,6 +573,7 @@ class Tcb:
 
     def _on_handshake_ack(self, seg: TcpSegment, now: float) -> None:
         self.snd_una = seg.ack
+        self.una_off = 1
         self.retries = 0
         if self.rtt_seq is not None and not self.syn_retransmitted:
             self.rto.sample(now - self.rtt_time)
@@ -591,6 +647,8 @@ class Tcb:
             ):
                 self._emit_syn(now)
             elif not flags & RST:
+                if payload and self.sack_ok:
+                    self._note_duplicate(seq, (seq + len(payload)) & MASK)
                 self._dupack_for_invalid(seg, now)
             return
         # Second: RST (RFC 5961 3.2: exact match resets, otherwise challenge).
@@ -649,6 +707,16 @@ class Tcb:
             elif seq_gt(fin_at, self.rcv_nxt):
                 self.ooo.fin_seq = fin_at
 
+    def _note_duplicate(self, left: int, right: int) -> None:
+        """RFC 2883: report data received twice in the next ACK's first SACK
+        block, so the sender can tell a spurious retransmission (undo) from
+        a loss. Only for data at most one window old (Linux tcp_dsack_set)."""
+        if seq_gt(right, self.rcv_nxt):
+            right = self.rcv_nxt
+        if seq_lt(left, right) and seq_diff(self.rcv_nxt, left) <= self.rcv_buf_size:
+            self.dsack = (left, right)
+            self.counters["TCPDSACKOldSent"] += 1
+
     def _dupack_for_invalid(self, seg: TcpSegment, now: float) -> None:
         """ACK an unacceptable segment (RFC 9293 3.10.7.4), at most once per
         `invalid_ratelimit` for segments without data: two ends that disagree
@@ -682,23 +750,9 @@ class Tcb:
             return False
         self.persist_probes = 0  # the peer is alive
         wnd = seg.window << self.snd_wscale
-        sack_news = 0
-        if seg.sack_blocks and self.sack_ok:
-            sack_news = self.scoreboard.update(una, self.snd_max, seg.sack_blocks)
-        if seq_gt(ack, una):
-            self._on_new_ack(ack, now)
-            if self.ts_ok and seg.timestamp is not None and seg.timestamp[1]:
-                self._rtt_from_timestamp(seg.timestamp[1])
-        elif (
-            ack == una
-            and not seg.payload
-            and not seg.flags & FIN
-            and una != self.snd_max
-            # RFC 5681 wants an unchanged window; with SACK, an ACK that
-            # reports newly SACKed data is a duplicate ACK too (RFC 6675 2).
-            and (wnd == self.snd_wnd or sack_news > 0)
-        ):
-            self._on_dupack(now)
+        advanced = seq_gt(ack, una)
+        if una != self.snd_max:
+            self._sender_ack(seg, wnd, advanced, now)
         # Send window update (RFC 9293 3.10.7.4, SND.WL1/WL2 rule).
         if seq_ge(ack, una) and (
             seq_lt(self.snd_wl1, seg.seq)
@@ -728,7 +782,57 @@ class Tcb:
                 return False
         return True
 
-    def _on_new_ack(self, ack: int, now: float) -> None:
+    def _sender_ack(
+        self, seg: TcpSegment, wnd: int, advanced: bool, now: float
+    ) -> None:
+        """Hand an ACK for outstanding data to loss recovery (recovery.py)."""
+        ack = seg.ack
+        ack_off = self._off(ack)
+        blocks: list[tuple[int, int]] = []
+        dsack_segs = 0
+        if seg.sack_blocks and self.sack_ok:
+            spans = [(self._off(lo), self._off(hi)) for lo, hi in seg.sack_blocks]
+            first_lo, first_hi = spans[0]
+            # RFC 2883 4: the first block reports a duplicate when it lies
+            # below the cumulative ACK or inside the second block.
+            if first_lo < first_hi and (
+                first_hi <= ack_off
+                or (len(spans) > 1 and spans[1][0] <= first_lo
+                    and first_hi <= spans[1][1])
+            ):
+                dsack_segs = -(-(first_hi - first_lo) // self.mss)
+                spans = spans[1:]
+            top = self.rec.queue.nxt
+            for lo, hi in spans:
+                if ack_off < hi <= top and lo < hi:  # ignore invalid blocks
+                    blocks.append((lo, hi))
+        # RFC 5681 2: a duplicate ACK carries no data and no window change.
+        is_dupack = (
+            not advanced
+            and not seg.payload
+            and not seg.flags & (FIN | SYN)
+            and wnd == self.snd_wnd
+        )
+        tsecr = seg.timestamp[1] if self.ts_ok and seg.timestamp else None
+        rto = self.rto
+        rtt = self.rec.on_ack(
+            ack_off, blocks, dsack_segs, is_dupack, now, tsecr, rto.srtt or 0.0
+        )
+        if advanced:
+            self._on_ack_advance(ack)
+        # One RTT sample per ACK (RFC 7323 Appendix G): from send times when
+        # Karn's rule allows (Linux prefers them), else from the echo (RTTM).
+        if rtt is None and advanced and tsecr:
+            rtt_ms = (self._tsval() - tsecr) & MASK
+            if rtt_ms < 1_000_000:  # ignore echoes that are not ours
+                rtt = rtt_ms / 1000
+        if rtt is not None:
+            # ~one ACK per two segments: weight samples by the window's count.
+            rto.sample(rtt, max(1, self.bytes_in_flight() // (2 * self.mss)))
+        self._arm_sender_timer(now, advanced)
+
+    def _on_ack_advance(self, ack: int) -> None:
+        """SND.UNA moves to `ack`: free what the peer now holds."""
         acked = seq_diff(ack, self.snd_una)
         n_data = seq_diff(ack, self.sndbuf_seq)
         if n_data > 0:
@@ -736,61 +840,32 @@ class Tcb:
             del self.sndbuf[:n_data]
             self.sndbuf_seq = (self.sndbuf_seq + n_data) & MASK
         self.snd_una = ack
+        self.una_off += acked
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
-        if self.scoreboard:
-            self.scoreboard.advance(ack)
-        if self.rtt_seq is not None and seq_gt(ack, self.rtt_seq):
-            self.rto.sample(now - self.rtt_time)
-            self.rtt_seq = None
         self.retries = 0
-        mss = self.mss
-        if self.recover is not None:
-            if seq_ge(ack, self.recover):  # full ACK: leave fast recovery
-                self.cwnd = self.ssthresh
-                self.recover = None
-            else:  # partial ACK (RFC 6582 3.2 step 3)
-                self._retransmit_head(now)
-                self._retransmit_next_hole(now)
-                self.cwnd = max(mss, self.cwnd - acked + mss)
-        elif self.cwnd < self.ssthresh:
-            self.cwnd += min(acked, 2 * mss)  # slow start with ABC (RFC 3465)
-        else:
-            self.cwnd += max(1, mss * mss // self.cwnd)
-        self.dupacks = 0
-        if ack == self.snd_max:
-            self.rtx_deadline = None
-        else:
-            self.rtx_deadline = now + self.rto.rto  # RFC 6298 5.3
 
-    def _rtt_from_timestamp(self, tsecr: int) -> None:
-        """RTTM (RFC 7323 4): the echoed timestamp dates the acked segment."""
-        rtt_ms = (self._tsval() - tsecr) & MASK
-        if rtt_ms < 1_000_000:  # ignore echoes that are not ours
-            self.rto.sample(rtt_ms / 1000)
-            self.rtt_seq = None  # one source of samples at a time
+    def _arm_sender_timer(self, now: float, advanced: bool) -> None:
+        """RFC 6298 5.2-5.3, with RACK's reorder timer and the tail loss
+        probe taking the retransmission timer's place (Linux tcp_set_xmit_timer)."""
+        if self.persist:
+            return
+        if self.snd_una == self.snd_max:
+            self.rtx_deadline = None  # RFC 6298 5.2: all data acknowledged
+            return
+        rec = self.rec
+        if rec.reo_deadline is not None:
+            self.rtx_deadline, self.rtx_kind = rec.reo_deadline, RTX_REO
+        elif advanced or self.rtx_deadline is None or self.rtx_kind != RTX_RTO:
+            self._arm_probe_or_rto(now)
 
-    def _on_dupack(self, now: float) -> None:
-        self.dupacks += 1
-        # RFC 6675 5(a): enter recovery on DupThresh duplicate ACKs, or once
-        # more than (DupThresh - 1) * SMSS bytes above SND.UNA were SACKed.
-        sacked = self.scoreboard.sacked_bytes(self.snd_una) if self.scoreboard else 0
-        lost = (
-            self.dupacks >= DUPACK_THRESHOLD
-            or sacked > (DUPACK_THRESHOLD - 1) * self.mss
-        )
-        if lost and self.recover is None:
-            flight = self.bytes_in_flight()
-            self.ssthresh = max(flight // 2, 2 * self.mss)  # RFC 5681 (4)
-            self.recover = self.snd_max
-            self.rexmit_high = self.snd_una  # a new recovery resends from here
-            self._retransmit_head(now)
-            self.cwnd = self.ssthresh + DUPACK_THRESHOLD * self.mss
-        elif self.recover is not None:
-            self.cwnd += self.mss
-            # With SACK, each further duplicate ACK lets one more presumed-lost
-            # hole go out at once (RFC 6675 NextSeg rule 1), not one per RTT.
-            self._retransmit_next_hole(now)
+    def _arm_probe_or_rto(self, now: float) -> None:
+        rto = self.rto.rto
+        pto = self.rec.pto(self.rto.srtt, rto) if self.settings.tlp else None
+        if pto is not None:
+            self.rtx_deadline, self.rtx_kind = now + pto, RTX_PTO
+        else:
+            self.rtx_deadline, self.rtx_kind = now + rto, RTX_RTO
 
     def _on_rst(self) -> None:
         st = self.state
@@ -808,6 +883,9 @@ class Tcb:
         rcv_nxt = self.rcv_nxt
         offset = seq_diff(rcv_nxt, seq)
         if offset > 0:  # starts before RCV.NXT: drop what we already have
+            if self.sack_ok:
+                self._note_duplicate(seq, rcv_nxt)
+                self.ack_now = True
             payload = payload[offset:]
             seq = rcv_nxt
         room = seq_diff(self.rcv_adv, seq)
@@ -936,6 +1014,17 @@ class Tcb:
             self.rtx_deadline = now + self.rto.rto
             return
         st = self.state
+        kind = self.rtx_kind
+        self.rtx_kind = RTX_RTO
+        if kind == RTX_REO and st in _OUTPUT_STATES:
+            # RFC 8985 6.3: the reordering window passed with no ACK.
+            self.rec.on_reorder_timer(now, self.rto.srtt or 0.0)
+            self._arm_after_early_timer(now)
+            return
+        if kind == RTX_PTO and st in _OUTPUT_STATES:
+            self._send_loss_probe(now)
+            self._arm_after_early_timer(now)
+            return
         s = self.settings
         if st is _SYN_SENT:
             limit = s.syn_retries
@@ -955,19 +1044,45 @@ class Tcb:
             self.counters["RetransSegs"] += 1
             self._emit_syn(now)
         else:
-            # RFC 5681 (4) and 3.1: collapse to one segment, resend from SND.UNA.
-            self.ssthresh = max(self.bytes_in_flight() // 2, 2 * self.mss)
-            self.cwnd = self.mss
-            self.recover = None
-            self.dupacks = 0
-            self.snd_nxt = self.snd_una
-            self.scoreboard.clear()  # RFC 2018 8: the receiver may have reneged
+            # RFC 6298 5.4-5.6, RFC 5681 (4): the loss window of one segment;
+            # recovery resends everything unSACKed, in slow start (flush).
+            self.rec.on_rto(now, first=self.retries == 1)
             if self.snd_wnd == 0:
                 # The peer shrank its window to zero with data outstanding:
                 # probe it like any zero window (RFC 9293 3.8.6.1), do not
                 # burn retries on retransmissions the window forbids.
                 self.persist = True
         self.rtx_deadline = now + self.rto.rto
+
+    def _arm_after_early_timer(self, now: float) -> None:
+        """After a reorder timeout or a probe: the next reorder deadline, or
+        the RTO counted from the oldest outstanding segment's transmission
+        (Linux tcp_rearm_rto with tcp_rto_delta_us)."""
+        rec = self.rec
+        if rec.reo_deadline is not None:
+            self.rtx_deadline, self.rtx_kind = rec.reo_deadline, RTX_REO
+            return
+        head = rec.queue.recs[0] if rec.queue.recs else None
+        start = head.xmit if head is not None else now
+        self.rtx_deadline = max(now + 0.001, start + self.rto.rto)
+        self.rtx_kind = RTX_RTO
+
+    def _send_loss_probe(self, now: float) -> None:
+        """RFC 8985 7.3: one segment to elicit an ACK that shows a tail loss:
+        new data if the peer's window allows it, else the last segment again."""
+        rec = self.rec
+        q = rec.queue
+        if self._send_new_data(now, probe=True):
+            rec.on_probe_sent(retransmitted=False)
+            return
+        last = q.last()
+        if last is None:
+            return
+        if last.end - last.start > self.mss:
+            last = q.split_last(self.mss)
+        self._send_record(last, now)
+        rec.on_retransmit(last, now, self._tsval())
+        rec.on_probe_sent(retransmitted=True)
 
     def _on_keepalive_timeout(self, now: float) -> None:
         self.ka_deadline = None
@@ -1014,109 +1129,154 @@ class Tcb:
         self._update_deadline()
 
     def _output_data(self, now: float) -> None:
-        mss = self.mss
-        # Largest segment to hand the link: one MSS, or many with offload.
-        seg_max = max(mss, self.tso_limit // mss * mss)
-        sndbuf = self.sndbuf
-        end_data = (self.sndbuf_seq + len(sndbuf)) & MASK
-        fin_seq = self.fin_seq
-        while True:
-            unsent = seq_diff(end_data, self.snd_nxt)
-            if unsent <= 0:
+        """RFC 6675 NextSeg: lost segments first, then new data, while the
+        pipe is below cwnd; then our FIN; then the persist timer if the
+        peer's window is shut."""
+        rec = self.rec
+        q = rec.queue
+        cwnd = self.cc
+        if rec.send_new_first and not self._new_data_allowed():
+            rec.send_new_first = rec.frto = False  # F-RTO: nothing new to send
+        seg_max = self._seg_max()
+        blocked = False
+        while q.pending:
+            if rec.in_flight() >= cwnd.cwnd:
+                blocked = True
                 break
-            flight = seq_diff(self.snd_nxt, self.snd_una)
-            usable = min(self.snd_wnd, self.cwnd) - flight
-            n = unsent if unsent < mss else mss
-            if usable < n:
-                # Sender silly-window avoidance (RFC 1122 4.2.3.4).
-                if usable <= 0 or (flight > 0 and usable < self.max_snd_wnd // 2):
-                    break
-                n = usable
-            elif n < mss and flight > 0 and not self.nodelay and fin_seq is None:
-                break  # Nagle (RFC 896): one small segment in flight at a time
-            elif n == mss and seg_max > mss:
-                n = min(unsent, usable, seg_max)  # offload: many MSS in one
-            offset = seq_diff(self.snd_nxt, self.sndbuf_seq)
-            payload = bytes(memoryview(sndbuf)[offset : offset + n])
-            flags = ACK | PSH if offset + n == len(sndbuf) else ACK
-            seq = self.snd_nxt
-            nxt = (seq + n) & MASK
-            if fin_seq is not None and nxt == fin_seq:
-                flags |= FIN  # FIN rides on the last data segment
-                nxt = (nxt + 1) & MASK
-            self._emit(flags, seq, payload)
-            if seq_lt(seq, self.snd_max):
-                self.counters["RetransSegs"] += 1
-            elif self.rtt_seq is None:
-                self.rtt_seq, self.rtt_time = seq, now
-            self.snd_nxt = nxt
-            if seq_gt(nxt, self.snd_max):
-                self.snd_max = nxt
-            if self.rtx_deadline is None or self.persist:
-                self.persist = False
-                self.rtx_deadline = now + self.rto.rto
-        if fin_seq is not None and self.snd_nxt == fin_seq:
+            r = rec.next_retransmission(seg_max)
+            if r is None:
+                break
+            self._send_record(r, now)
+            rec.on_retransmit(r, now, self._tsval())
+        sent = False
+        if not blocked:
+            sent = self._send_new_data(now)
+            blocked = rec.in_flight() >= cwnd.cwnd
+        fin_seq = self.fin_seq
+        if fin_seq is not None and self.snd_max == fin_seq:
+            # Our FIN alone (it rode on no data segment): one sequence number.
+            fin_off = self._off(fin_seq)
             self._emit(FIN | ACK, fin_seq)
-            self.snd_nxt = (fin_seq + 1) & MASK
-            if seq_gt(self.snd_nxt, self.snd_max):
-                self.snd_max = self.snd_nxt
-            else:
-                self.counters["RetransSegs"] += 1
-            if self.rtx_deadline is None:
-                self.rtx_deadline = now + self.rto.rto
+            q.append(fin_off, fin_off + 1, now, fin=True)
+            self.snd_nxt = self.snd_max = (fin_seq + 1) & MASK
+            sent = True
+        rec.on_send(rec.in_flight(), blocked)
+        if sent:
+            self.last_send = now
+            if self.rtx_deadline is None or self.persist or self.rtx_kind == RTX_PTO:
+                self.persist = False
+                self._arm_probe_or_rto(now)
         elif (
             self.snd_wnd == 0
             and self.snd_una == self.snd_max
-            and seq_gt(end_data, self.snd_nxt)
+            and self.sndbuf
             and self.rtx_deadline is None
         ):
             self.persist = True  # zero window: start probing (RFC 9293 3.8.6.1)
             self.rtx_deadline = now + self.rto.rto
+        elif self.rtx_deadline is None and self.snd_una != self.snd_max:
+            self._arm_probe_or_rto(now)
 
-    def _retransmit_head(self, now: float) -> None:
-        """Resend the first unacknowledged segment (fast retransmit, RFC 5681)."""
-        una = self.snd_una
-        offset = seq_diff(una, self.sndbuf_seq)
-        if offset < 0:
-            return
-        n = min(self.mss, seq_diff(self.snd_max, una), len(self.sndbuf) - offset)
-        payload = bytes(memoryview(self.sndbuf)[offset : offset + max(n, 0)])
-        flags = ACK
-        end = (una + len(payload)) & MASK
-        if (
-            self.fin_seq is not None
-            and end == self.fin_seq
-            and seq_gt(self.snd_max, self.fin_seq)
-        ):
-            flags |= FIN
-        if payload or flags & FIN:
-            self.counters["RetransSegs"] += 1
-            self._emit(flags, una, payload)
-        if seq_gt(end, self.rexmit_high):
-            self.rexmit_high = end
-        self.rtt_seq = None  # Karn's rule
-        self.rtx_deadline = now + self.rto.rto
+    def _seg_max(self) -> int:
+        """Largest segment to hand the link: one MSS, or many with offload."""
+        mss = self.mss
+        return max(mss, self.tso_limit // mss * mss)
 
-    def _retransmit_next_hole(self, now: float) -> None:
-        """Resend the next SACK hole above what recovery already resent."""
-        if not self.scoreboard:
-            return
-        start = self.rexmit_high
-        if seq_lt(start, self.snd_una):
-            start = self.snd_una
-        hole = self.scoreboard.next_hole(start, self.snd_una)
-        if hole is None:
-            return
-        seq, length = hole
-        offset = seq_diff(seq, self.sndbuf_seq)
-        n = min(self.mss, length, len(self.sndbuf) - offset)
-        if offset < 0 or n <= 0:
-            return
+    def _new_data_allowed(self) -> bool:
+        end = seq_diff(self.sndbuf_seq, self.snd_max) + len(self.sndbuf)
+        room = seq_diff(self.snd_una, self.snd_max) + self.snd_wnd
+        return end > 0 and room > 0
+
+    def _send_new_data(self, now: float, probe: bool = False) -> bool:
+        """Send unsent data as cwnd, the peer's window, Nagle (RFC 896) and
+        silly-window avoidance (RFC 1122 4.2.3.4) allow. A loss probe sends
+        one segment whatever cwnd says (RFC 8985 7.3)."""
+        rec = self.rec
+        q = rec.queue
+        cc = self.cc
+        mss = self.mss
+        seg_max = mss if probe else self._seg_max()
+        sndbuf = self.sndbuf
+        buf_off = self._off(self.sndbuf_seq)
+        end_off = buf_off + len(sndbuf)
+        fin_seq = self.fin_seq
+        wnd_end = self.una_off + self.snd_wnd
+        sent = False
+        while True:
+            nxt = q.nxt
+            unsent = end_off - nxt
+            if unsent <= 0:
+                break
+            if not q.recs:
+                self._restart_after_idle(now)
+            flight = rec.in_flight()
+            room = cc.cwnd - flight
+            if probe:
+                room = mss
+            elif room <= 0:
+                break
+            usable = wnd_end - nxt
+            n = unsent if unsent < mss else mss
+            outstanding = nxt > self.una_off
+            if usable < n:
+                if usable <= 0 or (outstanding and usable < self.max_snd_wnd // 2):
+                    break
+                n = usable
+            elif n < mss and outstanding and not self.nodelay and fin_seq is None:
+                break  # Nagle: one small segment in flight at a time
+            elif n == mss and seg_max > mss:
+                # Offload: as many whole MSS as cwnd (rounded up) and the window allow.
+                n = min(unsent, usable, seg_max, -(-room // mss) * mss)
+            start = nxt - buf_off
+            payload = bytes(memoryview(sndbuf)[start : start + n])
+            flags = ACK | PSH if start + n == len(sndbuf) else ACK
+            seq = self.snd_max
+            nxt_seq = (seq + n) & MASK
+            end = nxt + n
+            fin = fin_seq is not None and nxt_seq == fin_seq
+            if fin:
+                flags |= FIN  # FIN rides on the last data segment
+                nxt_seq = (nxt_seq + 1) & MASK
+                end += 1
+            self._emit(flags, seq, payload)
+            q.append(nxt, end, now, fin)
+            rec.on_new_data(n)
+            self.snd_nxt = self.snd_max = nxt_seq
+            sent = True
+            if probe or fin:
+                break
+        return sent
+
+    def _send_record(self, r: Sent, now: float) -> None:
+        """(Re)transmit one queued segment."""
+        buf_off = self._off(self.sndbuf_seq)
+        end = r.end - 1 if r.fin else r.end
+        payload = bytes(memoryview(self.sndbuf)[r.start - buf_off : end - buf_off])
+        flags = ACK | FIN if r.fin else ACK
+        if payload and r.start - buf_off + len(payload) == len(self.sndbuf):
+            flags |= PSH
         self.counters["RetransSegs"] += 1
-        self.counters["TCPSackRecovery"] += 1
-        self._emit(ACK, seq, bytes(memoryview(self.sndbuf)[offset : offset + n]))
-        self.rexmit_high = (seq + n) & MASK
-        self.rtt_seq = None
+        self._emit(flags, (self.iss + r.start) & MASK, payload)
+
+    def _restart_after_idle(self, now: float) -> None:
+        """Nothing in flight and new data to send. RFC 5681 4.1 / RFC 2861
+        (Linux tcp_cwnd_restart): after more than an RTO of silence the
+        window is stale; halve it per idle RTO, down to the initial window."""
+        cc = self.cc
+        idle = now - self.last_send
+        cc.on_idle(now, idle)
+        rto = self.rto.rto
+        if not self.settings.slow_start_after_idle or idle <= rto:
+            return
+        restart = min(INITIAL_WINDOW * self.mss, cc.cwnd)
+        cc.ssthresh = max(cc.ssthresh, cc.cwnd * 3 // 4)
+        cwnd = cc.cwnd
+        idle -= rto
+        while idle > 0 and cwnd > restart:
+            cwnd //= 2
+            idle -= rto
+        cc.cwnd = max(cwnd, restart)
+        self.last_send = now
 
     def _sws_threshold(self) -> int:
         return min(self.rcv_buf_size // 2, self.mss_local)
@@ -1157,12 +1317,21 @@ class Tcb:
         )
         if self.ts_ok and not flags & RST:
             segment.timestamp = (self._tsval(), self.ts_recent)
-        if self.sack_ok and self.ooo.size and flags & ACK and not payload:
-            # Only on segments without data, which have room for the option.
-            # RFC 2018 3: room for 3 blocks beside timestamps, else 4.
-            segment.sack_blocks = self.ooo.sack_blocks(
-                self.rcv_nxt, 3 if self.ts_ok else 4
-            )
+        if self.sack_ok and flags & ACK and (self.ooo.size or self.dsack):
+            # RFC 2018 3: room for 3 blocks beside timestamps, else 4; a data
+            # segment carries what fits beside its payload (RFC 2018 4).
+            limit = 3 if self.ts_ok else 4
+            if payload:
+                limit = min(limit, (self.mss - len(payload) - SACK_OPTION_BASE) // 8)
+            if limit > 0:
+                blocks = (
+                    self.ooo.sack_blocks(self.rcv_nxt, limit) if self.ooo.size else ()
+                )
+                if self.dsack is not None:
+                    # RFC 2883 4: the duplicate first, then the usual blocks.
+                    blocks = (self.dsack, *blocks[: limit - 1])
+                    self.dsack = None
+                segment.sack_blocks = blocks
         self.outbox.append(segment)
 
 

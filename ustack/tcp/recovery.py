@@ -1,0 +1,456 @@
+"""Loss detection and recovery for one connection's sender, apart from the
+state machine (like Linux's tcp_fastretrans_alert and tcp_recovery.c).
+
+It owns the retransmission queue (rtxq.py), RACK (rack.py), PRR (prr.py) and
+drives the congestion controller (cc/). The TCB reports what it sent and
+what each ACK said, and asks what to (re)send; segment formats and sequence
+numbers stay in the TCB (this module sees stream offsets only).
+
+States, as Linux's tcp_ca_state:
+- OPEN: no loss outstanding; RACK watches; a tail loss probe (RFC 8985 7)
+  may be armed instead of the RTO.
+- RECOVERY: fast recovery after RACK (with SACK) or three duplicate ACKs
+  (without: RFC 5681, with NewReno's partial ACKs, RFC 6582) found a loss;
+  PRR paces the cwnd down to ssthresh; it ends when everything outstanding
+  at its start (the recovery point, high_seq) is acknowledged.
+- LOSS: after an RTO everything unSACKed is presumed lost and resent in slow
+  start; no new fast recovery starts until high_seq is acknowledged
+  (RFC 6582 3.2 step 1, RFC 6675 5.1). F-RTO (RFC 5682) sends new data after
+  the first ACK to learn whether the timeout was spurious.
+Undo (RFC 3708 D-SACK, RFC 3522 Eifel timestamps, F-RTO) restores the window
+when every retransmission of an episode proves unnecessary.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from enum import IntEnum
+
+from ustack.tcp.cc.base import CongestionControl
+from ustack.tcp.prr import Prr
+from ustack.tcp.rack import DUPTHRESH, Rack
+from ustack.tcp.rtxq import RetransmitQueue, Sent
+from ustack.tcp.seq import seq_lt
+
+# RFC 8985 7.2: the worst-case delayed-ACK timer added when one segment is
+# in flight (Linux TCP_DELACK_MAX), and Linux's floor for the PTO.
+WC_DEL_ACK = 0.2
+MIN_PTO = 0.01
+
+
+class CaState(IntEnum):
+    OPEN = 0
+    RECOVERY = 3
+    LOSS = 4
+
+
+class LossRecovery:
+    __slots__ = (
+        "queue",
+        "rack",
+        "prr",
+        "cc",
+        "sack_ok",
+        "frto_enabled",
+        "counters",
+        "state",
+        "high_seq",
+        "undo_marker",
+        "undo_retrans",
+        "retrans_stamp",
+        "frto",
+        "send_new_first",
+        "tlp_high",
+        "tlp_retrans",
+        "dupacks",
+        "reno_sacked",
+        "reo_deadline",
+        "round_end",
+        "rounds",
+        "cwnd_used",
+        "cwnd_used_prev",
+        "max_flight",
+        "max_flight_prev",
+    )
+
+    def __init__(
+        self,
+        cc: CongestionControl,
+        counters: Counter[str],
+        sack_ok: bool = False,
+        frto: bool = True,
+    ) -> None:
+        self.queue = RetransmitQueue()
+        self.rack = Rack()
+        self.prr = Prr()
+        self.cc = cc
+        self.sack_ok = sack_ok
+        self.frto_enabled = frto
+        self.counters = counters
+        self.state = CaState.OPEN
+        self.high_seq = 0  # the recovery point (RFC 6582 "recover")
+        # Undo (Linux undo_marker / undo_retrans / retrans_stamp).
+        self.undo_marker = False
+        self.undo_retrans = 0  # retransmitted segments not yet D-SACKed
+        self.retrans_stamp: int | None = None  # TSval of the first retransmission
+        self.frto = False
+        self.send_new_first = False  # F-RTO step 2b: new data, not retransmissions
+        self.tlp_high: int | None = None  # a loss probe is out up to here
+        self.tlp_retrans = False
+        self.dupacks = 0  # without SACK (RFC 5681 3.2)
+        # Without SACK each duplicate ACK stands for one segment that left the
+        # network (Linux tcp_add_reno_sack): it comes off the pipe, which is
+        # what makes limited transmit (RFC 3042) and PRR work without SACK.
+        self.reno_sacked = 0
+        self.reo_deadline: float | None = None  # RACK reorder timer
+        # Rounds (one window of data each) and whether cwnd was the limit
+        # (RFC 7661; Linux tcp_is_cwnd_limited).
+        self.round_end = 0
+        self.rounds = 0
+        self.cwnd_used = False
+        self.cwnd_used_prev = False
+        self.max_flight = 0
+        self.max_flight_prev = 0
+
+    # ------------------------------------------------------------- sending
+
+    def in_flight(self) -> int:
+        return self.queue.in_flight() - self.reno_sacked
+
+    def on_send(self, flight: int, cwnd_blocked: bool) -> None:
+        """After an output pass: what was in flight, and whether cwnd stopped it."""
+        if flight > self.max_flight:
+            self.max_flight = flight
+        if cwnd_blocked:
+            self.cwnd_used = True
+
+    def cwnd_limited(self) -> bool:
+        cc = self.cc
+        if cc.in_slow_start:
+            return cc.cwnd < 2 * max(self.max_flight, self.max_flight_prev)
+        return self.cwnd_used or self.cwnd_used_prev
+
+    def next_retransmission(self, limit: int) -> Sent | None:
+        if self.send_new_first:
+            return None
+        return self.queue.next_pending(limit)
+
+    def on_retransmit(self, rec: Sent, now: float, tsval: int) -> None:
+        size = rec.end - rec.start
+        self.queue.on_retransmit(rec, now)
+        if self.retrans_stamp is None:
+            self.retrans_stamp = tsval
+        if self.undo_marker:
+            self.undo_retrans += 1
+        if self.state is CaState.RECOVERY:
+            self.prr.on_sent(size)
+            self.counters["TCPFastRetrans"] += 1
+        elif self.state is CaState.LOSS:
+            self.counters["TCPSlowStartRetrans"] += 1
+
+    def on_new_data(self, n: int) -> None:
+        if self.state is CaState.RECOVERY:
+            self.prr.on_sent(n)
+
+    # ------------------------------------------------------------- ACKs
+
+    def on_ack(
+        self,
+        ack: int,
+        blocks: list[tuple[int, int]],
+        dsack_segs: int,
+        is_dupack: bool,
+        now: float,
+        tsecr: int | None,
+        srtt: float,
+    ) -> float | None:
+        """Process one ACK (Linux tcp_ack -> tcp_fastretrans_alert).
+
+        `ack` and `blocks` are stream offsets; `dsack_segs` counts segments a
+        D-SACK reported as duplicates. Returns an RTT sample (seconds) from
+        the send times of what it acknowledged, if Karn's rule allows one."""
+        q = self.queue
+        cc = self.cc
+        prior_fack = q.fack
+        prior_flight = q.nxt - q.una
+        delivered: list[Sent] = []
+        acked = q.ack(ack, delivered) if ack > q.una else 0
+        n_acked = len(delivered)
+        sacked = 0
+        for left, right in blocks:
+            sacked += q.sack(left, right, delivered)
+        # RTT (RFC 6298 with Karn's rule; Linux takes the oldest segment the
+        # ACK covers), RACK's view of the newest delivery, and whether any
+        # original (never retransmitted) segment got through.
+        rtt: float | None = None
+        orig_delivered = False
+        rack = self.rack
+        for i, rec in enumerate(delivered):
+            rack.update(rec, now, prior_fack)
+            if not rec.ever_retrans:
+                orig_delivered = True
+                if rtt is None and i < n_acked:
+                    rtt = now - rec.xmit
+        if delivered and rack.rtt:
+            cc.on_rtt(rack.rtt, now)
+        if dsack_segs:
+            self.counters["TCPDSACKRecv"] += 1
+            rack.on_dsack(q.nxt)
+            if self.undo_marker and self.undo_retrans > 0:
+                self.undo_retrans = max(0, self.undo_retrans - dsack_segs)
+        rack.on_ack(q.una)
+        round_start = ack > self.round_end
+        if round_start:
+            self._next_round()
+        delivered_bytes = acked + sacked
+        if not self.sack_ok:
+            if is_dupack:
+                self.dupacks += 1
+                room = q.nxt - q.una - cc.mss - self.reno_sacked
+                credit = max(0, min(cc.mss, room))
+                self.reno_sacked += credit
+                delivered_bytes += credit
+            elif acked:
+                # The ACK covers bytes its duplicates already stood for.
+                eaten = min(self.reno_sacked, max(acked - cc.mss, 0))
+                self.reno_sacked -= eaten
+                delivered_bytes -= eaten
+                if self.state is CaState.OPEN:
+                    self.dupacks = 0
+        if self.tlp_high is not None:
+            self._check_tlp(ack, acked, sacked, dsack_segs, is_dupack, now)
+        # State machine (Linux tcp_fastretrans_alert / tcp_process_loss).
+        state = self.state
+        ended = False
+        if state is CaState.LOSS:
+            self._process_loss(
+                ack, acked, sacked, orig_delivered, is_dupack, tsecr, now
+            )
+        elif state is CaState.RECOVERY:
+            if ack >= self.high_seq:
+                self._end_recovery(tsecr, now)
+                ended = True
+            elif acked and self.undo_marker and self._packet_delayed(tsecr):
+                self._undo(now, "TCPPartialUndo")
+            elif acked and not self.sack_ok:
+                # NewReno partial ACK (RFC 6582 3.2 step 3): the next hole is lost.
+                head = q.recs[0] if q.recs else None
+                if head is not None:
+                    q.mark_lost(head)
+            if dsack_segs and self.undo_marker and not self.undo_retrans:
+                self._undo(now, "TCPDSACKUndo")
+        # Loss detection (RFC 8985 6.2 step 5, or dupthresh without SACK).
+        lost = self._detect_loss(now, srtt)
+        if lost and self.state is CaState.OPEN:
+            self._enter_recovery(now, prior_flight)
+        # Congestion window.
+        if self.state is CaState.RECOVERY:
+            cc.cwnd = self.prr.cwnd(delivered_bytes, self.in_flight(), cc.mss)
+        elif acked and delivered_bytes > 0 and not ended:
+            # Grow on in-order progress only (RFC 5681; Linux
+            # tcp_may_raise_cwnd), by all it delivered (RFC 3465).
+            cc.on_ack(delivered_bytes, now, self.cwnd_limited(), round_start)
+        return rtt
+
+    def _next_round(self) -> None:
+        self.rounds += 1
+        self.round_end = self.queue.nxt
+        self.cwnd_used_prev, self.cwnd_used = self.cwnd_used, False
+        self.max_flight_prev, self.max_flight = self.max_flight, 0
+
+    def _detect_loss(self, now: float, srtt: float) -> bool:
+        q = self.queue
+        self.reo_deadline = None
+        if not q.recs:
+            return False
+        if self.sack_ok:
+            lost: list[Sent] = []
+            in_rec = self.state is not CaState.OPEN
+            reo = self.rack.reo_wnd(in_rec, q.sacked // self.cc.mss, srtt)
+            before = q.retrans_out
+            wait = self.rack.detect_loss(q, now, reo, lost)
+            if wait:
+                self.reo_deadline = now + wait
+            if q.retrans_out < before:
+                self.counters["TCPLostRetransmit"] += 1
+            return bool(lost)
+        if self.state is CaState.OPEN and self.dupacks >= DUPTHRESH:
+            return q.mark_lost(q.recs[0])
+        return False
+
+    def on_reorder_timer(self, now: float, srtt: float) -> None:
+        """RACK's reorder timer (RFC 8985 6.3): run the detection again."""
+        prior_flight = self.queue.nxt - self.queue.una
+        if self._detect_loss(now, srtt) and self.state is CaState.OPEN:
+            self._enter_recovery(now, prior_flight)
+        if self.state is CaState.RECOVERY:
+            self.cc.cwnd = self.prr.cwnd(0, self.in_flight(), self.cc.mss)
+
+    # ------------------------------------------------------------- episodes
+
+    def _start_undo(self) -> None:
+        self.undo_marker = True
+        self.undo_retrans = 0
+        self.retrans_stamp = None
+        self.cc.remember_for_undo()
+
+    def _enter_recovery(self, now: float, prior_flight: int) -> None:
+        """RFC 6675 5 / Linux tcp_enter_recovery."""
+        cc = self.cc
+        self._start_undo()
+        cc.ssthresh = cc.ssthresh_after_loss(now)
+        self.prr.start(cc.ssthresh, prior_flight)
+        self.state = CaState.RECOVERY
+        self.high_seq = self.queue.nxt
+        self.counters["TCPSackRecovery" if self.sack_ok else "TCPRenoRecovery"] += 1
+
+    def _end_recovery(self, tsecr: int | None, now: float) -> None:
+        if self.undo_marker and (not self.undo_retrans or self._packet_delayed(tsecr)):
+            name = "TCPDSACKUndo" if not self.undo_retrans else "TCPFullUndo"
+            self._undo(now, name)
+            return
+        self.cc.on_recovery_done(now)
+        self.rack.on_recovery_done()
+        self.state = CaState.OPEN
+        self.undo_marker = False
+        self.dupacks = 0
+        self.reno_sacked = 0
+
+    def on_rto(self, now: float, first: bool) -> None:
+        """The retransmission timer fired (Linux tcp_enter_loss).
+
+        `first`: not a repeated expiry of the same episode; only then is a
+        new ssthresh taken (a backed-off RTO does not cut it again)."""
+        cc = self.cc
+        q = self.queue
+        new_episode = self.state is not CaState.LOSS or first or q.una >= self.high_seq
+        if new_episode:
+            if not (self.state is CaState.RECOVERY and self.undo_marker):
+                self._start_undo()
+            cc.ssthresh = cc.ssthresh_after_loss(now)
+        cc.on_rto(now)
+        if not first:
+            q.clear_sacks()  # repeated timeouts: the receiver may have reneged
+        q.mark_all_lost()
+        self.frto = self.frto_enabled and new_episode
+        self.send_new_first = False
+        self.state = CaState.LOSS
+        self.high_seq = q.nxt
+        self.tlp_high = None
+        self.dupacks = 0
+        self.reno_sacked = 0
+        self.reo_deadline = None
+
+    def _process_loss(
+        self,
+        ack: int,
+        acked: int,
+        sacked: int,
+        orig_delivered: bool,
+        is_dupack: bool,
+        tsecr: int | None,
+        now: float,
+    ) -> None:
+        """Linux tcp_process_loss, with F-RTO (RFC 5682 3, SACK variant 4)."""
+        q = self.queue
+        self.send_new_first = False
+        if self.frto and orig_delivered and (acked or sacked):
+            # An original transmission arrived after the RTO: spurious.
+            self.counters["TCPSpuriousRTOs"] += 1
+            self._undo(now, "TCPLossUndo")
+            return
+        recovered = ack >= self.high_seq
+        if recovered:
+            self.state = CaState.OPEN
+            self.undo_marker = False
+            self.frto = False
+            return
+        if self.frto:
+            if q.nxt > self.high_seq:  # new data went out after the RTO
+                if sacked or is_dupack:
+                    self.frto = False  # RFC 5682 3 step 3a: the loss was real
+            elif acked:
+                # Step 2b: send new data now instead of more retransmissions.
+                self.high_seq = q.nxt
+                self.send_new_first = True
+                return
+        if acked and self.undo_marker and self._packet_delayed(tsecr):
+            self.counters["TCPSpuriousRTOs"] += 1
+            self._undo(now, "TCPLossUndo")  # Eifel (RFC 3522)
+
+    def _packet_delayed(self, tsecr: int | None) -> bool:
+        """RFC 3522: the ACK echoes a timestamp older than our first
+        retransmission, so it was caused by an original segment."""
+        stamp = self.retrans_stamp
+        return stamp is not None and bool(tsecr) and seq_lt(tsecr or 0, stamp)
+
+    def _undo(self, now: float, counter: str) -> None:
+        """Linux tcp_undo_cwnd_reduction: the reduction was spurious."""
+        self.cc.undo(now)
+        self.queue.unmark_lost()
+        self.state = CaState.OPEN
+        self.undo_marker = False
+        self.frto = False
+        self.send_new_first = False
+        self.dupacks = 0
+        self.reno_sacked = 0
+        self.counters[counter] += 1
+
+    # ------------------------------------------------------------- TLP
+
+    def pto(self, srtt: float | None, rto: float) -> float | None:
+        """RFC 8985 7.2: the probe timeout, or None when no probe applies."""
+        if (
+            not self.sack_ok
+            or srtt is None
+            or self.state is not CaState.OPEN
+            or self.tlp_high is not None
+            or not self.queue.recs
+        ):
+            return None
+        pto = 2 * srtt
+        if self.queue.in_flight() <= self.cc.mss:
+            pto = max(pto, 1.5 * srtt + WC_DEL_ACK)
+        pto = max(pto, MIN_PTO)
+        # A probe no earlier than the RTO is the RTO (RFC 8985 7.2).
+        return pto if pto < rto else None
+
+    def on_probe_sent(self, retransmitted: bool) -> None:
+        self.tlp_high = self.queue.nxt
+        self.tlp_retrans = retransmitted
+        self.counters["TCPLossProbes"] += 1
+
+    def _check_tlp(
+        self,
+        ack: int,
+        acked: int,
+        sacked: int,
+        dsack_segs: int,
+        is_dupack: bool,
+        now: float,
+    ) -> None:
+        """RFC 8985 7.4 (Linux tcp_process_tlp_ack): did the probe repair a loss?"""
+        high = self.tlp_high
+        assert high is not None
+        if ack < high:
+            return
+        if not self.tlp_retrans or dsack_segs:
+            self.tlp_high = None  # new data, or the original arrived as well
+        elif ack > high:
+            # The probe's retransmission was the only copy: a loss repaired
+            # without an RTO. Reduce the window once (Linux enters CWR).
+            self.tlp_high = None
+            cc = self.cc
+            cc.remember_for_undo()
+            cc.ssthresh = cc.ssthresh_after_loss(now)
+            cc.cwnd = max(cc.ssthresh, cc.mss)
+            self.counters["TCPLossProbeRecovery"] += 1
+        elif not (acked or sacked or is_dupack):
+            self.tlp_high = None
+
+    # ------------------------------------------------------------- misc
+
+    def reset(self, una: int) -> None:
+        self.queue.reset(una)
+        self.round_end = una
+        self.high_seq = una

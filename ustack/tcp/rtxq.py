@@ -1,0 +1,263 @@
+"""The retransmission queue: one record per segment sent and not yet
+cumulatively acknowledged, with the SACK scoreboard marks on it.
+
+Positions are *stream offsets* (bytes since ISS + 1, never wrapping), so the
+queue needs no modular arithmetic; the TCB converts sequence numbers at the
+edge. This is Linux's write queue of skbs with their `sacked` bits
+(TCPCB_SACKED_ACKED, TCPCB_LOST, TCPCB_SACKED_RETRANS, TCPCB_EVER_RETRANS)
+and the counters kept beside it, so that RFC 6675's pipe is
+
+    pipe = outstanding - sacked - lost + retrans_out    (Linux tcp_packets_in_flight)
+
+A record is split when a SACK block or a smaller retransmission edge falls
+inside it (an offloaded record can hold 64 KB).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+
+class Sent:
+    """One transmitted segment: [start, end) in stream offsets."""
+
+    __slots__ = (
+        "start",
+        "end",
+        "xmit",
+        "sacked",
+        "lost",
+        "retrans",
+        "ever_retrans",
+        "fin",
+    )
+
+    def __init__(self, start: int, end: int, xmit: float, fin: bool = False) -> None:
+        self.start = start
+        self.end = end
+        self.xmit = xmit  # time of the latest (re)transmission
+        self.sacked = False  # the receiver holds it (SACK)
+        self.lost = False  # presumed lost (RACK, dupthresh, RTO)
+        self.retrans = False  # a retransmission of it is in flight
+        self.ever_retrans = False  # Karn: no RTT sample, RACK care
+        self.fin = fin  # its last sequence number is our FIN
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        marks = "".join(
+            c
+            for c, on in (
+                ("S", self.sacked),
+                ("L", self.lost),
+                ("R", self.retrans),
+                ("E", self.ever_retrans),
+                ("F", self.fin),
+            )
+            if on
+        )
+        return f"Sent({self.start}..{self.end} @{self.xmit:.3f} {marks})"
+
+    def split(self, at: int) -> Sent:
+        """Cut at offset `at`; self keeps the left part, returns the right."""
+        right = Sent(at, self.end, self.xmit, self.fin)
+        right.sacked, right.lost = self.sacked, self.lost
+        right.retrans, right.ever_retrans = self.retrans, self.ever_retrans
+        self.end = at
+        self.fin = False
+        return right
+
+
+def _end(rec: Sent) -> int:
+    return rec.end
+
+
+class RetransmitQueue:
+    __slots__ = (
+        "recs",
+        "una",
+        "nxt",
+        "sacked",
+        "lost",
+        "retrans_out",
+        "pending",
+        "fack",
+    )
+
+    def __init__(self, una: int = 0) -> None:
+        self.recs: list[Sent] = []
+        self.una = una  # offset of SND.UNA
+        self.nxt = una  # offset of SND.MAX: one past the last byte sent
+        self.sacked = 0  # bytes SACKed above SND.UNA
+        self.lost = 0  # bytes marked lost (retransmitted or not)
+        self.retrans_out = 0  # bytes of retransmissions in flight
+        self.pending = 0  # bytes marked lost and not yet retransmitted
+        self.fack = una  # highest offset acknowledged or SACKed
+
+    def __bool__(self) -> bool:
+        return bool(self.recs)
+
+    def __len__(self) -> int:
+        return len(self.recs)
+
+    def in_flight(self) -> int:
+        """RFC 6675 pipe (Linux tcp_packets_in_flight, in bytes)."""
+        return self.nxt - self.una - self.sacked - self.lost + self.retrans_out
+
+    def append(self, start: int, end: int, now: float, fin: bool = False) -> Sent:
+        rec = Sent(start, end, now, fin)
+        self.recs.append(rec)
+        if end > self.nxt:
+            self.nxt = end
+        return rec
+
+    # ------------------------------------------------------------ ACK, SACK
+
+    def ack(self, ack: int, delivered: list[Sent]) -> int:
+        """Cumulative ACK up to `ack`; returns the bytes newly delivered and
+        appends the records it delivered (not those SACKed before)."""
+        recs = self.recs
+        newly = 0
+        n = 0
+        for rec in recs:
+            if rec.start >= ack:
+                break
+            cut = min(rec.end, ack) - rec.start
+            if rec.sacked:
+                self.sacked -= cut
+            else:
+                newly += cut
+                delivered.append(rec)
+                self._unmark(rec, cut)
+            if rec.end <= ack:
+                n += 1
+            else:
+                rec.start = ack  # part of an offloaded record
+                break
+        if n:
+            del recs[:n]
+        self.una = ack
+        if ack > self.fack:
+            self.fack = ack
+        return newly
+
+    def sack(self, left: int, right: int, delivered: list[Sent]) -> int:
+        """Mark [left, right) SACKed; returns the bytes newly SACKed."""
+        left = max(left, self.una)
+        right = min(right, self.nxt)
+        if left >= right:
+            return 0
+        recs = self.recs
+        i = bisect_right(recs, left, key=_end)
+        newly = 0
+        while i < len(recs):
+            rec = recs[i]
+            if rec.start >= right:
+                break
+            if rec.sacked:
+                i += 1
+                continue
+            if rec.start < left:
+                recs.insert(i + 1, rec.split(left))
+                i += 1
+                continue
+            if rec.end > right:
+                recs.insert(i + 1, rec.split(right))
+            size = rec.end - rec.start
+            self._unmark(rec, size)
+            rec.lost = rec.retrans = False
+            rec.sacked = True
+            self.sacked += size
+            newly += size
+            delivered.append(rec)
+            i += 1
+        if right > self.fack:
+            self.fack = right
+        return newly
+
+    def _unmark(self, rec: Sent, size: int) -> None:
+        """`size` bytes of `rec` reached the peer: out of lost/retrans counts."""
+        if rec.lost:
+            self.lost -= size
+            if not rec.retrans:
+                self.pending -= size
+        if rec.retrans:
+            self.retrans_out -= size
+
+    # ------------------------------------------------------------ loss marks
+
+    def mark_lost(self, rec: Sent) -> bool:
+        """Presume `rec` lost; a lost retransmission becomes due again.
+        Returns True if this was news (it was in flight)."""
+        if rec.sacked:
+            return False
+        size = rec.end - rec.start
+        if rec.retrans:  # the retransmission itself was lost
+            rec.retrans = False
+            self.retrans_out -= size
+            self.pending += size
+            if not rec.lost:
+                rec.lost = True
+                self.lost += size
+            return True
+        if rec.lost:
+            return False
+        rec.lost = True
+        self.lost += size
+        self.pending += size
+        return True
+
+    def mark_all_lost(self) -> None:
+        """RTO (Linux tcp_enter_loss): everything not SACKed is lost."""
+        for rec in self.recs:
+            if not rec.sacked:
+                self.mark_lost(rec)
+
+    def unmark_lost(self) -> None:
+        """Undo (Linux tcp_undo_cwnd_reduction): nothing is presumed lost."""
+        for rec in self.recs:
+            if rec.lost:
+                rec.lost = False
+        self.lost = self.pending = 0
+
+    def clear_sacks(self) -> None:
+        """The receiver may have reneged (RFC 2018 8): forget the SACK marks."""
+        for rec in self.recs:
+            if rec.sacked:
+                rec.sacked = False
+        self.sacked = 0
+
+    def next_pending(self, limit: int) -> Sent | None:
+        """The first record due for retransmission, at most `limit` bytes
+        long (split if longer)."""
+        if not self.pending:
+            return None
+        recs = self.recs
+        for i, rec in enumerate(recs):
+            if rec.lost and not rec.retrans and not rec.sacked:
+                if rec.end - rec.start > limit:
+                    recs.insert(i + 1, rec.split(rec.start + limit))
+                return rec
+        return None
+
+    def on_retransmit(self, rec: Sent, now: float) -> None:
+        size = rec.end - rec.start
+        if rec.lost and not rec.retrans:
+            self.pending -= size
+        rec.retrans = rec.ever_retrans = True
+        rec.xmit = now
+        self.retrans_out += size
+
+    def last(self) -> Sent | None:
+        return self.recs[-1] if self.recs else None
+
+    def split_last(self, size: int) -> Sent:
+        """Cut the last `size` bytes off the last record (a loss probe
+        resends one segment, not a whole offloaded burst)."""
+        last = self.recs[-1]
+        right = last.split(last.end - size)
+        self.recs.append(right)
+        return right
+
+    def reset(self, una: int) -> None:
+        self.recs.clear()
+        self.una = self.nxt = self.fack = una
+        self.sacked = self.lost = self.retrans_out = self.pending = 0
