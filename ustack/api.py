@@ -36,8 +36,22 @@ _OPTION_NAMES = {
     (_IPPROTO_TCP, _socket.TCP_KEEPIDLE): "keepidle",
     (_IPPROTO_TCP, _socket.TCP_KEEPINTVL): "keepintvl",
     (_IPPROTO_TCP, _socket.TCP_KEEPCNT): "keepcnt",
+    (_IPPROTO_TCP, _socket.TCP_CONGESTION): "congestion",
 }
 _LINGER = struct.Struct("ii")
+
+
+def _congestion_name(value: int | bytes) -> str:
+    """TCP_CONGESTION takes a name, as on Linux (b"cubic", b"reno")."""
+    from ustack.tcp.cc import ALGORITHMS
+
+    if not isinstance(value, bytes | bytearray):
+        raise os_error(errno.EINVAL, "TCP_CONGESTION takes a name, e.g. b'cubic'")
+    name = bytes(value).split(b"\0", 1)[0].decode("ascii", "replace")
+    if name not in ALGORITHMS:
+        known = ", ".join(sorted(ALGORITHMS))
+        raise os_error(errno.ENOENT, f"no congestion control {name!r} (known: {known})")
+    return name
 
 
 class Socket:
@@ -88,6 +102,8 @@ class Socket:
             else:
                 onoff, seconds = 1, int(value)
             opts.linger = (bool(onoff), max(0, seconds))
+        elif name == "congestion":
+            opts.congestion = _congestion_name(value)
         elif name in ("keepidle", "keepintvl", "keepcnt"):
             if not isinstance(value, int) or value < 1:
                 raise os_error(errno.EINVAL, f"{name} must be a positive integer")
@@ -105,6 +121,10 @@ class Socket:
         if name == "linger":
             return _LINGER.pack(int(opts.linger[0]), opts.linger[1])
         settings = self._stack.settings
+        if name == "congestion":
+            tcb = self._tcb
+            current = tcb.cc.name if tcb is not None else None
+            return (current or opts.congestion or settings.congestion).encode()
         if name == "keepidle":
             return opts.keepidle or int(settings.keepalive_time)
         if name == "keepintvl":

@@ -10,6 +10,10 @@ import dataclasses
 from dataclasses import dataclass, fields
 
 
+_BOOLEANS = {"1": True, "true": True, "on": True, "yes": True,
+             "0": False, "false": False, "off": False, "no": False}
+
+
 @dataclass(slots=True)
 class Settings:
     # TIME_WAIT lasts 2*msl (RFC 9293 3.4.2; Linux fixes TIME_WAIT at 60 s).
@@ -96,6 +100,12 @@ class Settings:
                 f"unknown setting {name!r}; known: {', '.join(sorted(known))}"
             )
         current = getattr(self, name)
+        if isinstance(current, bool):
+            flag = raw.strip().lower()
+            if flag not in _BOOLEANS:
+                raise ValueError(f"setting {name} wants 0 or 1, got {raw!r}")
+            setattr(self, name, _BOOLEANS[flag])
+            return
         try:
             value: object = type(current)(raw.strip())
         except ValueError:

@@ -15,6 +15,7 @@ class SocketOptions:
     keepidle: int | None = None  # TCP_KEEPIDLE; None = stack default
     keepintvl: int | None = None  # TCP_KEEPINTVL
     keepcnt: int | None = None  # TCP_KEEPCNT
+    congestion: str | None = None  # TCP_CONGESTION; None = stack default
 
     def copy(self) -> SocketOptions:
         return dataclasses.replace(self)

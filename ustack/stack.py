@@ -754,6 +754,8 @@ class Stack:
         """Carry socket options into the TCB (TCP_NODELAY, keepalive)."""
         s = self.settings
         tcb.nodelay = opts.nodelay
+        if opts.congestion is not None:
+            tcb.set_congestion(opts.congestion)
         tcb.ka_idle = opts.keepidle or s.keepalive_time
         tcb.ka_intvl = opts.keepintvl or s.keepalive_intvl
         tcb.ka_cnt = opts.keepcnt or s.keepalive_probes

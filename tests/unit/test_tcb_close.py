@@ -354,7 +354,8 @@ def test_time_wait_answers_old_data_with_ack() -> None:
 
 @pytest.mark.parametrize("how", ["close", "shutdown"])
 def test_fin_lost_repeatedly_then_dropped(how: str) -> None:
-    s = Settings(msl=MSL, retries2=4, orphan_retries=2, fin_timeout=1000)
+    # tlp=False: the RTO's backoff alone (a tail loss probe would come first).
+    s = Settings(msl=MSL, retries2=4, orphan_retries=2, fin_timeout=1000, tlp=False)
     p = established(settings=s)
     a, b = p.a, p.b
     assert b is not None
@@ -391,7 +392,7 @@ def test_fin_lost_repeatedly_then_dropped(how: str) -> None:
 
 
 def test_last_ack_fin_retransmitted_then_dropped() -> None:
-    s = Settings(msl=MSL, retries2=3, orphan_retries=3)
+    s = Settings(msl=MSL, retries2=3, orphan_retries=3, tlp=False)
     p = established(settings=s)
     a, b = p.a, p.b
     assert b is not None
@@ -485,3 +486,19 @@ def test_fin_into_zero_window_survives() -> None:
     assert a.error is None and b.fin_received
     assert p.states() == (State.FIN_WAIT_2, State.CLOSE_WAIT)
     assert len(b.read(1 << 20)) == 4096 and b.read(10) == b""
+
+
+def test_lone_fin_gets_a_tail_loss_probe_before_the_rto() -> None:
+    """RFC 8985 7.2 (Linux tcp_schedule_loss_probe): when the RTO would come
+    first, the probe takes its place; the RTOs (doubling) follow."""
+    s = Settings(msl=MSL, retries2=4, orphan_retries=2, fin_timeout=1000)
+    p = established(settings=s)
+    a = p.a
+    p.now = 1.0
+    p.drop = lambda d, s: d == "A>B" and bool(s.flags & FIN)
+    a.close(p.now)
+    p.run(until=20.0)
+    fins = [e.time - 1.0 for e in p.sent("A>B") if e.seg.flags & FIN]
+    assert fins == pytest.approx([0, 0.2, 0.4, 0.8])  # probe, then RTOs
+    assert a.counters["TCPLossProbes"] == 1
+    assert a.counters["TCPTimeouts"] == 2

@@ -393,7 +393,7 @@ def test_ooo_queue_is_bounded() -> None:
 
 
 def test_rto_retransmission_with_backoff() -> None:
-    p = Pair(iss_a=ISS_A, settings=NO_TS)
+    p = Pair(iss_a=ISS_A, settings=NO_TS.replace(tlp=False))  # the RTO alone
     a, b = p.establish()
     assert a.rto.rto == 0.2  # RTT 0 -> clamped to rto_min
     lost = 0

@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ustack.tcp.cc.base import INITIAL_SSTHRESH
 from ustack.tcp.state import State
 
 if TYPE_CHECKING:
@@ -30,6 +31,18 @@ STANDARD_COUNTERS = (
     "RetransSegs",
     "ListenDrops",
     "ListenOverflows",
+    # Loss recovery (Linux's TcpExt names).
+    "TCPTimeouts",
+    "TCPLossProbes",
+    "TCPLossProbeRecovery",
+    "TCPSackRecovery",
+    "TCPFastRetrans",
+    "TCPSlowStartRetrans",
+    "TCPLostRetransmit",
+    "TCPSpuriousRTOs",
+    "TCPDSACKUndo",
+    "TCPDSACKRecv",
+    "TCPDSACKOldSent",
 )
 
 
@@ -78,9 +91,18 @@ def connection_row(tcb: Tcb, now: float) -> dict[str, Any]:
         "rtt": round(rto.srtt, 6) if rto.srtt is not None else None,
         "rttvar": round(rto.rttvar, 6) if rto.srtt is not None else None,
         "cwnd": tcb.cwnd,
+        "ssthresh": _ssthresh(tcb),
+        "congestion": tcb.cc.name,
+        "ca_state": tcb.rec.state.name.lower(),
         "mss": tcb.mss,
         "orphan": _is_orphan(tcb),
     }
+
+
+def _ssthresh(tcb: Tcb) -> int | None:
+    """None while still "infinite" (RFC 5681 3.1), as ss leaves it out."""
+    value = tcb.ssthresh
+    return value if value < INITIAL_SSTHRESH else None
 
 
 def time_wait_row(record: TimeWait, now: float) -> dict[str, Any]:
@@ -206,11 +228,18 @@ def info_text(row: Mapping[str, Any]) -> str:
         return f"accept_queue:{row['accept_queue']} syn_queue:{row['syn_queue']}"
     if row.get("rto") is None:  # a TIME_WAIT record: nothing more to say
         return ""
-    parts = [f"rto:{row['rto'] * 1000:g}ms"]
+    parts = [row["congestion"]] if row.get("congestion") else []
+    parts.append(f"rto:{row['rto'] * 1000:g}ms")
     if row.get("rtt") is not None:
         parts.append(f"rtt:{row['rtt'] * 1000:.3f}/{row['rttvar'] * 1000:.3f}ms")
     parts.append(f"mss:{row['mss']}")
-    parts.append(f"cwnd:{row['cwnd']}")
+    # Like ss -i: cwnd and ssthresh in segments (the JSON rows hold bytes).
+    mss = max(1, row["mss"])
+    parts.append(f"cwnd:{row['cwnd'] // mss}")
+    if row.get("ssthresh") is not None:
+        parts.append(f"ssthresh:{row['ssthresh'] // mss}")
+    if row.get("ca_state") not in (None, "open"):
+        parts.append(f"ca_state:{row['ca_state']}")
     parts.append(f"retrans:{row['retrans']}")
     if row.get("orphan"):
         parts.append("orphan")

@@ -185,10 +185,14 @@ class LossRecovery:
         rtt: float | None = None
         orig_delivered = False
         rack = self.rack
+        high = self.high_seq
         for i, rec in enumerate(delivered):
             rack.update(rec, now, prior_fack)
             if not rec.ever_retrans:
-                orig_delivered = True
+                # F-RTO looks at originals sent before the RTO (Linux
+                # FLAG_ORIG_SACK_ACKED), not at new data sent after it.
+                if rec.end <= high:
+                    orig_delivered = True
                 if rtt is None and i < n_acked:
                     rtt = now - rec.xmit
         if delivered and rack.rtt:
@@ -411,9 +415,10 @@ class LossRecovery:
         pto = 2 * srtt
         if self.queue.in_flight() <= self.cc.mss:
             pto = max(pto, 1.5 * srtt + WC_DEL_ACK)
-        pto = max(pto, MIN_PTO)
-        # A probe no earlier than the RTO is the RTO (RFC 8985 7.2).
-        return pto if pto < rto else None
+        # If the RTO would come first, the probe takes its place (RFC 8985
+        # 7.2, Linux tcp_schedule_loss_probe): a tail loss is then repaired
+        # without collapsing cwnd.
+        return min(max(pto, MIN_PTO), rto)
 
     def on_probe_sent(self, retransmitted: bool) -> None:
         self.tlp_high = self.queue.nxt

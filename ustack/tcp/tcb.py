@@ -859,9 +859,14 @@ class Tcb:
         elif advanced or self.rtx_deadline is None or self.rtx_kind != RTX_RTO:
             self._arm_probe_or_rto(now)
 
+    def _pto(self) -> float | None:
+        if not self.settings.tlp:
+            return None
+        return self.rec.pto(self.rto.srtt, self.rto.rto)
+
     def _arm_probe_or_rto(self, now: float) -> None:
         rto = self.rto.rto
-        pto = self.rec.pto(self.rto.srtt, rto) if self.settings.tlp else None
+        pto = self._pto()
         if pto is not None:
             self.rtx_deadline, self.rtx_kind = now + pto, RTX_PTO
         else:
@@ -1056,16 +1061,12 @@ class Tcb:
 
     def _arm_after_early_timer(self, now: float) -> None:
         """After a reorder timeout or a probe: the next reorder deadline, or
-        the RTO counted from the oldest outstanding segment's transmission
-        (Linux tcp_rearm_rto with tcp_rto_delta_us)."""
+        a full RTO from now (RFC 8985 7.3; Linux tcp_rearm_rto)."""
         rec = self.rec
         if rec.reo_deadline is not None:
             self.rtx_deadline, self.rtx_kind = rec.reo_deadline, RTX_REO
-            return
-        head = rec.queue.recs[0] if rec.queue.recs else None
-        start = head.xmit if head is not None else now
-        self.rtx_deadline = max(now + 0.001, start + self.rto.rto)
-        self.rtx_kind = RTX_RTO
+        elif self.snd_una != self.snd_max:
+            self.rtx_deadline, self.rtx_kind = now + self.rto.rto, RTX_RTO
 
     def _send_loss_probe(self, now: float) -> None:
         """RFC 8985 7.3: one segment to elicit an ACK that shows a tail loss:
@@ -1166,6 +1167,12 @@ class Tcb:
             if self.rtx_deadline is None or self.persist or self.rtx_kind == RTX_PTO:
                 self.persist = False
                 self._arm_probe_or_rto(now)
+            elif self.rtx_kind == RTX_RTO:
+                # New data went out: a tail loss probe may now come before
+                # the running RTO (Linux tcp_schedule_loss_probe).
+                pto = self._pto()
+                if pto is not None and now + pto < self.rtx_deadline:
+                    self.rtx_deadline, self.rtx_kind = now + pto, RTX_PTO
         elif (
             self.snd_wnd == 0
             and self.snd_una == self.snd_max

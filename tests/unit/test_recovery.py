@@ -1,0 +1,312 @@
+"""Loss detection and recovery: RACK-TLP (RFC 8985), PRR (RFC 6937), undo
+(RFC 2883, 3522, 5682), D-SACK, restart after idle. Virtual time throughout."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tcb_harness import Pair
+from ustack.config import Settings
+from ustack.tcp.prr import Prr
+from ustack.tcp.rack import Rack
+from ustack.tcp.rtxq import RetransmitQueue
+from ustack.wire.tcp import TcpSegment
+
+MSS = 1000
+NO_TS = Settings(msl=1.0, timestamps=False)
+
+
+def queue_of(n: int, sent_at: float = 0.0) -> RetransmitQueue:
+    q = RetransmitQueue(1)
+    for i in range(n):
+        q.append(1 + i * MSS, 1 + (i + 1) * MSS, sent_at)
+    return q
+
+
+# ----------------------------------------------------------------- RACK
+
+
+def test_rack_marks_lost_only_after_the_reordering_window() -> None:
+    q = queue_of(5)
+    rack = Rack()
+    delivered: list = []
+    q.sack(1 + 4 * MSS, 1 + 5 * MSS, delivered)  # the last one arrived
+    prior_fack = 1
+    for rec in delivered:
+        rack.update(rec, 0.1, prior_fack)
+    assert rack.rtt == pytest.approx(0.1) and rack.min_rtt == pytest.approx(0.1)
+    # One SACKed segment, no recovery: the window is min_rtt / 4 = 25 ms.
+    reo = rack.reo_wnd(False, 1, 0.1)
+    assert reo == pytest.approx(0.025)
+    lost: list = []
+    wait = rack.detect_loss(q, 0.1, reo, lost)
+    assert lost == [] and wait == pytest.approx(0.025)
+    wait = rack.detect_loss(q, 0.124, reo, lost)
+    assert lost == [] and wait == pytest.approx(0.001)
+    rack.detect_loss(q, 0.126, reo, lost)
+    assert [r.start for r in lost] == [1, 1 + MSS, 1 + 2 * MSS, 1 + 3 * MSS]
+    assert q.pending == 4 * MSS and q.in_flight() == 0
+
+
+def test_rack_window_is_zero_with_dupthresh_sacks_until_reordering_seen() -> None:
+    rack = Rack()
+    rack.min_rtt = 0.1
+    assert rack.reo_wnd(False, 3, 0.1) == 0.0  # RFC 8985 6.2 step 4
+    assert rack.reo_wnd(True, 0, 0.1) == 0.0
+    rack.reordering_seen = True
+    assert rack.reo_wnd(True, 3, 0.1) == pytest.approx(0.025)
+    rack.on_dsack(snd_nxt=10_000)  # D-SACK: one more quarter min_rtt
+    rack.on_dsack(snd_nxt=10_000)  # same round: no further widening
+    assert rack.reo_wnd(True, 3, 0.1) == pytest.approx(0.05)
+    assert rack.reo_wnd(True, 3, 0.03) == pytest.approx(0.03)  # capped at SRTT
+
+
+def test_rack_detects_reordering_below_the_highest_sack() -> None:
+    q = queue_of(3)
+    rack = Rack()
+    delivered: list = []
+    q.sack(1 + 2 * MSS, 1 + 3 * MSS, delivered)
+    rack.update(delivered[0], 0.1, 1)
+    fack = q.fack
+    delivered.clear()
+    q.ack(1 + MSS, delivered)  # segment 1 arrived late, never resent
+    rack.update(delivered[0], 0.11, fack)
+    assert rack.reordering_seen
+
+
+# ----------------------------------------------------------------- PRR
+
+
+def test_prr_sends_in_proportion_then_ends_at_ssthresh() -> None:
+    """RFC 6937 section 5's first example: cwnd 20, one loss, ssthresh 10;
+    each of the 19 duplicate ACKs delivers a segment. PRR sends one segment
+    per two delivered (RFC 6675 would wait, then burst)."""
+    prr = Prr()
+    prr.start(10 * MSS, 20 * MSS)
+    pipe = 19 * MSS  # the lost segment left the pipe
+    sends = []
+    for _ in range(19):
+        pipe -= MSS  # one segment delivered
+        cwnd = prr.cwnd(MSS, pipe, MSS)
+        n = -(-max(0, cwnd - pipe) // MSS)  # whole segments, as the TCB sends
+        prr.on_sent(n * MSS)
+        pipe += n * MSS
+        sends.append(n)
+    assert sends[:6] == [1, 0, 1, 0, 1, 0]  # the first is the fast retransmit
+    assert sum(sends) == 10  # ceil(19 * 10 / 20) segments over the episode
+    assert pipe == 10 * MSS  # ssthresh when recovery ends
+
+
+def test_prr_ssrb_rebuilds_at_most_one_mss_beyond_delivered() -> None:
+    prr = Prr()
+    prr.start(10 * MSS, 20 * MSS)
+    prr.on_sent(MSS)
+    pipe = 4 * MSS  # heavy losses: pipe far below ssthresh
+    cwnd = prr.cwnd(MSS, pipe, MSS)
+    assert cwnd - pipe == 2 * MSS  # delivered (1) + 1 MSS
+
+
+# ----------------------------------------------------------------- TCB level
+
+
+def drop_first(seqs: set[int]):  # type: ignore[no-untyped-def]
+    def drop(direction: str, seg: TcpSegment) -> bool:
+        if direction == "A>B" and seg.payload and seg.seq in seqs:
+            seqs.discard(seg.seq)
+            return True
+        return False
+
+    return drop
+
+
+def send_and_finish(p: Pair, data: bytes, limit: float = 30.0) -> bytes:
+    a, b = p.a, p.b
+    assert b is not None
+    a.send(data)
+    a.flush(p.now)
+    got = b""
+    t0 = p.now
+    while len(got) < len(data) and p.now < t0 + limit:
+        p.run(until=p.now + 0.01)
+        got += b.read(1 << 22)
+    return got
+
+
+@pytest.mark.parametrize("lost", [1, 3])
+def test_tail_loss_probe_repairs_a_tail_loss_without_rto(lost: int) -> None:
+    p = Pair(delay=0.05, mss=MSS, settings=NO_TS)
+    a, b = p.establish()
+    start = a.snd_max
+    p.drop = drop_first({start + i * MSS for i in range(10 - lost, 10)})
+    data = b"t" * (10 * MSS)
+    assert send_and_finish(p, data) == data
+    p.run(until=p.now + 1.0)  # the last ACKs come back
+    assert a.snd_una == a.snd_max
+    assert a.counters["TCPLossProbes"] == 1
+    assert a.counters["TCPTimeouts"] == 0
+    assert a.cwnd >= 5 * MSS  # no collapse to one segment
+    probe = [e for e in p.sent("A>B") if e.seg.seq == start + 9 * MSS][1]
+    last_ack = max(e.time for e in p.sent("B>A") if e.time < probe.time) + 0.05
+    if lost == 3:
+        # More than one segment in flight: PTO = 2 SRTT (RFC 8985 7.2).
+        assert probe.time - last_ack == pytest.approx(2 * 0.1, abs=0.01)
+    else:
+        # One: 2 SRTT or 1.5 SRTT + the worst-case delayed ACK (0.35 s),
+        # but the probe takes the RTO's place if that comes first.
+        assert probe.time - last_ack <= 0.35 + 1e-9
+
+
+def test_lost_retransmission_repaired_without_rto() -> None:
+    p = Pair(delay=0.02, mss=MSS, settings=NO_TS)
+    a, b = p.establish()
+    a.cwnd = 40 * MSS
+    lost = a.snd_max + 5 * MSS
+    drops = {"n": 2}
+
+    def drop(direction: str, seg: TcpSegment) -> bool:
+        if direction == "A>B" and seg.seq == lost and seg.payload and drops["n"]:
+            drops["n"] -= 1  # the original and its first retransmission
+            return True
+        return False
+
+    p.drop = drop
+    data = b"r" * (200 * MSS)
+    assert send_and_finish(p, data) == data
+    assert drops["n"] == 0
+    assert a.counters["TCPLostRetransmit"] >= 1
+    assert a.counters["TCPTimeouts"] == 0
+
+
+def test_each_hole_is_resent_once() -> None:
+    """Several losses in one window: RFC 6675 / RACK resend each hole once
+    (the old partial-ACK rule sent one hole up to three times)."""
+    p = Pair(delay=0.05, mss=MSS, settings=NO_TS)
+    a, b = p.establish()
+    a.cwnd = 40 * MSS
+    base = a.snd_max
+    holes = {base + i * MSS for i in (3, 7, 12, 20)}
+    p.drop = drop_first(set(holes))
+    data = b"h" * (30 * MSS)
+    assert send_and_finish(p, data) == data
+    for seq in holes:
+        copies = [e for e in p.sent("A>B") if e.seg.seq == seq and e.seg.payload]
+        assert len(copies) == 2, seq
+    assert a.counters["TCPTimeouts"] == 0
+    assert a.counters["TCPSackRecovery"] == 1  # one episode, one reduction
+
+
+def test_no_second_reduction_after_rto_until_recovery_point() -> None:
+    """RFC 6582 3.2 step 1 / RFC 6675 5.1: duplicate ACKs caused by the
+    go-back-N resends after an RTO do not start a fast recovery."""
+    p = Pair(delay=0.05, mss=MSS, settings=NO_TS)
+    a, b = p.establish()
+    a.cwnd = 20 * MSS
+    p.drop = lambda d, s: d == "A>B" and bool(s.payload) and p.now < 1.0
+    data = b"g" * (20 * MSS)
+    a.send(data)
+    a.flush(p.now)
+    p.run(until=p.now + 0.9)  # a probe, then the RTO
+    assert a.counters["TCPTimeouts"] >= 1
+    ssthresh = a.ssthresh
+    p.drop = lambda d, s: False
+    got = b""
+    while len(got) < len(data) and p.now < 30:
+        p.run(until=p.now + 0.01)
+        got += b.read(1 << 22)
+    assert got == data
+    assert a.counters["TCPSackRecovery"] == 0
+    assert a.ssthresh >= ssthresh
+
+
+@pytest.mark.parametrize("timestamps", [False, True])
+def test_spurious_rto_is_undone(timestamps: bool) -> None:
+    """A delay spike longer than the RTO: the originals' ACKs arrive after
+    the timeout. F-RTO (RFC 5682) or, with timestamps, Eifel (RFC 3522)
+    see it and restore the window."""
+    settings = Settings(msl=1.0, timestamps=timestamps)
+    p = Pair(delay=0.01, mss=MSS, settings=settings)
+    a, b = p.establish()
+    data = b"s" * (50 * MSS)
+    assert send_and_finish(p, data) == data
+    cwnd = a.cwnd
+    spike = {"until": p.now + 0.6}
+    p.net = lambda d, s: [0.5] if d == "B>A" and p.now < spike["until"] else [0.0]
+    more = b"m" * (20 * MSS)
+    assert send_and_finish(p, more) == more
+    p.run(until=p.now + 2.0)  # until the late ACKs are in
+    assert a.snd_una == a.snd_max
+    assert a.counters["TCPTimeouts"] >= 1
+    assert a.counters["TCPSpuriousRTOs"] >= 1
+    assert a.cwnd >= cwnd  # the window came back (RFC 4015 response)
+
+
+def test_dsack_reported_for_a_duplicate_segment() -> None:
+    p = Pair(mss=MSS, settings=NO_TS)
+    a, b = p.establish()
+    a.send(b"d" * 500)
+    a.flush(p.now)
+    p.pump()
+    seg = next(e.seg for e in p.sent("A>B") if e.seg.payload)
+    n = len(p.log)
+    p.inject_b(seg)  # a spurious retransmission of data B already has
+    ack = next(e.seg for e in p.log[n:] if e.direction == "B>A")
+    assert ack.sack_blocks[0] == (seg.seq, seg.seq + 500)  # RFC 2883 4
+    assert b.counters["TCPDSACKOldSent"] == 1
+    assert a.counters["TCPDSACKRecv"] == 1
+
+
+def test_sack_blocks_ride_on_data_segments_when_there_is_room() -> None:
+    p = Pair(mss=MSS, settings=NO_TS, delay=0.05)
+    a, b = p.establish()
+    hole = a.snd_max
+    p.drop = drop_first({hole})
+    a.send(b"x" * (2 * MSS))
+    a.flush(p.now)
+    p.run(until=p.now + 0.06)  # B holds the second segment, not the first
+    assert len(b.ooo) == 1
+    b.send(b"reply")  # B's data segment should carry the SACK block
+    b.flush(p.now)
+    p.pump()
+    seg = [e.seg for e in p.sent("B>A") if e.seg.payload][-1]
+    assert seg.sack_blocks == ((hole + MSS, hole + 2 * MSS),)
+
+
+def test_restart_after_idle_sends_at_most_the_initial_window() -> None:
+    p = Pair(delay=0.01, mss=MSS, settings=NO_TS)
+    a, b = p.establish()
+    data = b"i" * (300 * MSS)
+    assert send_and_finish(p, data) == data
+    assert a.cwnd > 20 * MSS
+    p.run(until=p.now + 5.0)  # idle for many RTOs
+    n = len(p.log)
+    a.send(b"j" * (100 * MSS))
+    a.flush(p.now)
+    p.pump()
+    burst = [e for e in p.log[n:] if e.direction == "A>B" and e.seg.payload]
+    assert len(burst) == 10  # RFC 5681 4.1: back to the restart window
+
+
+def test_idle_restart_off_keeps_the_window() -> None:
+    settings = Settings(msl=1.0, timestamps=False, slow_start_after_idle=False)
+    p = Pair(delay=0.01, mss=MSS, settings=settings)
+    a, b = p.establish()
+    data = b"i" * (300 * MSS)
+    assert send_and_finish(p, data) == data
+    p.run(until=p.now + 5.0)
+    cwnd = a.cwnd
+    a.send(b"j" * (100 * MSS))
+    a.flush(p.now)
+    assert a.cwnd == cwnd
+
+
+def test_application_limited_sender_does_not_grow_cwnd() -> None:
+    """RFC 7661: a sender that never fills its window keeps it."""
+    p = Pair(delay=0.01, mss=MSS, settings=NO_TS)
+    a, b = p.establish()
+    cwnd = a.cwnd
+    for _ in range(200):  # two segments per RTT, far below cwnd (10)
+        a.send(b"a" * (2 * MSS))
+        a.flush(p.now)
+        p.run(until=p.now + 0.02)
+        b.read(1 << 20)
+    assert a.cwnd == cwnd
