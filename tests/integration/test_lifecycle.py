@@ -155,6 +155,8 @@ def test_kernel_ack_of_fin_dropped_ustack_backs_off_then_gives_up(
         "orphan_retries=3",
         "--set",
         f"rto_min={rto_min}",
+        "--set",
+        "tlp=0",  # the RTOs alone (a tail loss probe would replace the first)
         "--impair",
         "drop=!fin:in:all:after=fin/out",
     )

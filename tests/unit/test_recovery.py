@@ -310,3 +310,24 @@ def test_application_limited_sender_does_not_grow_cwnd() -> None:
         p.run(until=p.now + 0.02)
         b.read(1 << 20)
     assert a.cwnd == cwnd
+
+
+@pytest.mark.parametrize("sack", [True, False])
+def test_loss_in_a_small_window_needs_no_rto(sack: bool) -> None:
+    """Limited transmit (RFC 3042): with cwnd = 3 segments, one loss yields
+    only two duplicate ACKs; each lets one new segment out (they leave the
+    pipe), whose ACKs complete the three that start fast retransmit."""
+    settings = Settings(msl=1.0, timestamps=False, sack=sack, tlp=False)
+    p = Pair(delay=0.05, mss=MSS, settings=settings)
+    a, b = p.establish()
+    # One exchange first: the first ACK after the handshake updates the
+    # window (scaling starts), so it would not count as a duplicate.
+    assert send_and_finish(p, b"w") == b"w"
+    p.run(until=p.now + 0.5)
+    a.cwnd = 3 * MSS
+    a.ssthresh = 3 * MSS
+    p.drop = drop_first({a.snd_max})
+    data = b"l" * (8 * MSS)
+    assert send_and_finish(p, data) == data
+    assert a.counters["TCPTimeouts"] == 0
+    assert a.counters["TCPSackRecovery" if sack else "TCPRenoRecovery"] == 1

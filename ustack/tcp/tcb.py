@@ -1149,6 +1149,10 @@ class Tcb:
                 break
             self._send_record(r, now)
             rec.on_retransmit(r, now, self._tsval())
+            if r is q.recs[0] and not self.persist:
+                # Resending the head restarts the RTO (Linux
+                # tcp_xmit_retransmit_queue): give the repair an RTT.
+                self.rtx_deadline, self.rtx_kind = now + self.rto.rto, RTX_RTO
         sent = False
         if not blocked:
             sent = self._send_new_data(now)
