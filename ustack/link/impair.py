@@ -8,6 +8,11 @@ stack sees the impaired packet stream. *Inbound* means from the peer (the
 kernel, or the other simulated stack) into ustack; *outbound* from ustack to
 the peer.
 
+Over a TUN with offload (virtio-net header) each GSO super segment of up to
+64 KB is first cut into the MSS-sized packets a wire would carry
+(`ustack.link.vnet.split_gso`), in both directions, so every impairment
+below counts, drops, delays and limits wire packets with or without offload.
+
 Every random decision of one direction comes from one `random.Random` seeded
 from the spec's seed, so a failing run can be replayed with the same seed (in
 virtual time exactly; against the real kernel as far as the kernel's own

@@ -52,12 +52,6 @@ def checksum_trusted(header_flags: int) -> bool:
 
 _TCP_FIN_PSH = 0x09  # only the last piece of a segment keeps FIN and PSH
 _TCP_CWR = 0x80  # only the first piece keeps CWR (RFC 3168 6.1.2)
-_ID_FIELD = slice(4, 6)
-
-
-def header_fields(frame: bytes | memoryview) -> tuple[int, int, int, int, int, int]:
-    """(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)."""
-    return _HDR.unpack_from(frame)
 
 
 def split_gso(frame: bytes, *, complete: bool) -> list[bytes]:
@@ -111,7 +105,7 @@ def split_gso(frame: bytes, *, complete: bool) -> list[bytes]:
         payload = frame[offset:stop]
         iph = bytearray(ip_hdr)
         iph[2:4] = (ihl + thl + len(payload)).to_bytes(2, "big")
-        iph[_ID_FIELD] = ident.to_bytes(2, "big")
+        iph[4:6] = ident.to_bytes(2, "big")
         iph[10:12] = b"\0\0"
         iph[10:12] = checksum(iph).to_bytes(2, "big")
         th = bytearray(tcp_hdr)
