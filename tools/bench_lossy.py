@@ -545,12 +545,12 @@ def parse_args(argv: Sequence[str]) -> tuple[Params, argparse.Namespace]:
         if unknown:
             ap.error(f"unknown path(s) {unknown}; known: {', '.join(PATHS)}")
         p.paths = {n: PATHS[n] for n in names}
+    if a.path and not a.paths:
+        p.paths = {}  # --path alone: only the given paths
     for item in a.path:
         name, sep, spec = item.partition("=")
         if not sep or not spec:
             ap.error(f"--path wants NAME=SPEC, got {item!r}")
-        if not a.paths and not p.paths.keys() - PATHS.keys():
-            p.paths = {}  # --path alone: only the given paths
         p.paths[name] = spec
     senders = tuple(s.strip() for s in a.senders.split(",") if s.strip())
     bad = [s for s in senders if s not in SENDERS]

@@ -41,8 +41,8 @@ def test_defaults_quick_and_selection() -> None:
 
 
 def test_extra_path_alone_or_added() -> None:
-    p, _ = parse_args(["--path", "two=loss=2%,delay=1ms"])
-    assert p.paths == {"two": "loss=2%,delay=1ms"}
+    p, _ = parse_args(["--path", "two=loss=2%,delay=1ms", "--path", "loss1=loss=3%"])
+    assert p.paths == {"two": "loss=2%,delay=1ms", "loss1": "loss=3%"}
     p, _ = parse_args(["--paths", "lfp", "--path", "two=loss=2%"])
     assert p.paths == {"lfp": PATHS["lfp"], "two": "loss=2%"}
 
