@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Sender under loss: ustack against Linux (reno, cubic, bbr) as the sender
-on the same impaired path, side by side in one process.
+"""Sender under loss: ustack vs Linux (reno, cubic, bbr) on impaired paths.
+
+Both send over the same impaired path, side by side in one process.
 
     sudo .venv/bin/python tools/bench.py lossy [--quick] [--seeds 3] [--mb 5]
         [--paths loss1,mixed,lfp,bottleneck] [--path NAME=SPEC ...]
