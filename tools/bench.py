@@ -20,7 +20,8 @@ crr (connect + 1-byte echo + close, C at a time, connections/s), rr (1-byte
 echo ping-pong, p50/p99 us), idle-conns (RSS bytes per idle keepalive
 connection), timewait (RSS bytes per server-side TIME_WAIT entry). Every
 namespace is created for one (run, scenario, MTU, server) and deleted after.
-See docs/benchmarks.md.
+`bench.py lossy ...` runs the sender-under-loss comparison instead
+(tools/bench_lossy.py). See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -578,6 +579,11 @@ def meta() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["lossy"]:  # ustack vs Linux as the sender on impaired paths
+        from bench_lossy import main as lossy_main
+
+        return lossy_main(argv[1:])
     ap = argparse.ArgumentParser(
         description=(__doc__ or "").splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -45,7 +45,12 @@ async def open_impaired_stack(
     from ustack.link.tun import TunLink
 
     config = args.impair
-    tun = TunLink.open(ifname=args.ifname, host_ip=args.host_ip, mtu=args.mtu)
+    tun = TunLink.open(
+        ifname=args.ifname,
+        host_ip=args.host_ip,
+        mtu=args.mtu,
+        offload=bool(getattr(args, "offload", False)),
+    )
     link = ImpairedLink.from_config(tun, config)
     err(f"impairment: {config.describe()}")
     try:

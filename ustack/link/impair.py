@@ -8,6 +8,11 @@ stack sees the impaired packet stream. *Inbound* means from the peer (the
 kernel, or the other simulated stack) into ustack; *outbound* from ustack to
 the peer.
 
+Over a TUN with offload (virtio-net header) each GSO super segment of up to
+64 KB is first cut into the MSS-sized packets a wire would carry
+(`ustack.link.vnet.split_gso`), in both directions, so every impairment
+below counts, drops, delays and limits wire packets with or without offload.
+
 Every random decision of one direction comes from one `random.Random` seeded
 from the spec's seed, so a failing run can be replayed with the same seed (in
 virtual time exactly; against the real kernel as far as the kernel's own
@@ -70,6 +75,7 @@ from dataclasses import dataclass, field, replace
 
 import trio
 
+from ustack.link import vnet
 from ustack.link.base import Link
 
 IN = "in"
@@ -411,21 +417,23 @@ def parse_impair_spec(text: str, *, seed: int | None = None) -> ImpairConfig:
 # The per-direction pipeline
 
 
-def tcp_flags(packet: bytes) -> int | None:
-    """TCP flags (plus `DATA` when there is payload) of an IPv4 packet, or
-    None for anything that is not a well-formed unfragmented TCP segment.
+def tcp_flags(packet: bytes, at: int = 0) -> int | None:
+    """TCP flags (plus `DATA` when there is payload) of the IPv4 packet that
+    starts at `at` (after a virtio-net header: `vnet.LENGTH`), or None for
+    anything that is not a well-formed unfragmented TCP segment.
 
     Header fields only: checksums are not verified here (the stack does)."""
-    if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != PROTO_TCP:
+    n = len(packet) - at
+    if n < 20 or packet[at] >> 4 != 4 or packet[at + 9] != PROTO_TCP:
         return None
-    ihl = (packet[0] & 0x0F) * 4
-    total = min(int.from_bytes(packet[2:4], "big"), len(packet))
+    ihl = (packet[at] & 0x0F) * 4
+    total = min(int.from_bytes(packet[at + 2 : at + 4], "big"), n)
     if ihl < 20 or total < ihl + 20:
         return None
-    if int.from_bytes(packet[6:8], "big") & 0x3FFF:
+    if int.from_bytes(packet[at + 6 : at + 8], "big") & 0x3FFF:
         return None  # fragment
-    doff = (packet[ihl + 12] >> 4) * 4
-    flags: int = packet[ihl + 13]
+    doff = (packet[at + ihl + 12] >> 4) * 4
+    flags: int = packet[at + ihl + 13]
     if total - ihl - doff > 0:
         flags |= DATA
     return flags
@@ -458,9 +466,9 @@ class _Rules:
             rule.after is not None and rule.after[1] == direction
         )
 
-    def dropped_by(self, direction: str, packet: bytes) -> Rule | None:
+    def dropped_by(self, direction: str, packet: bytes, at: int = 0) -> Rule | None:
         """The rule that drops this packet, or None (then arm `after` rules)."""
-        flags = tcp_flags(packet)
+        flags = tcp_flags(packet, at)
         if flags is None:
             return None
         for st in self.states:
@@ -499,7 +507,14 @@ class _Held:
 
 
 class Pipe:
-    """One direction: packets go in with `push`, come out with `pop_due`."""
+    """One direction: packets go in with `push`, come out with `pop_due`.
+
+    With `vnet_complete` (True or False: the link's packets start with a
+    virtio-net header) every GSO super segment is first cut into the packets
+    a wire would carry (`vnet.split_gso`), so loss, rate and the rest act per
+    wire packet; `vnet_complete` says whether the pieces get full checksums
+    (into the stack) or partial ones for the kernel to complete.
+    """
 
     def __init__(
         self,
@@ -509,8 +524,11 @@ class Pipe:
         mtu: int,
         counters: Counter[str],
         on_rule: Callable[[str, Rule, bytes], None] | None = None,
+        vnet_complete: bool | None = None,
     ) -> None:
         self.direction = direction
+        self.vnet_complete = vnet_complete
+        self.at = 0 if vnet_complete is None else vnet.LENGTH  # IPv4 starts here
         self.imp = impairment if impairment is not None else Impairment()
         self.rng = random.Random(self.imp.seed)
         self.rules = rules
@@ -532,14 +550,25 @@ class Pipe:
 
     # -- input side
     def push(self, packet: bytes, now: float) -> None:
+        complete = self.vnet_complete
+        if complete is not None and not self.passthrough:
+            pieces = vnet.split_gso(packet, complete=complete)
+            if len(pieces) > 1:
+                self.counters[self._prefix + "gso_split"] += 1
+            for piece in pieces:
+                self._push_one(piece, now)
+        else:
+            self._push_one(packet, now)
+
+    def _push_one(self, packet: bytes, now: float) -> None:
         c = self.counters
         p = self._prefix
         c[p + "packets"] += 1
-        rule = self.rules.dropped_by(self.direction, packet)
+        rule = self.rules.dropped_by(self.direction, packet, self.at)
         if rule is not None:
             c[p + "rule_drop"] += 1
             if self.on_rule is not None:
-                self.on_rule(self.direction, rule, packet)
+                self.on_rule(self.direction, rule, packet[self.at :])
             return
         imp, rng = self.imp, self.rng
         if imp.loss and rng.random() < imp.loss:
@@ -555,7 +584,7 @@ class Pipe:
         for _ in range(copies):
             release = now
             if imp.rate:
-                departure = self._rate_departure(len(packet), now)
+                departure = self._rate_departure(len(packet) - self.at, now)
                 if departure is None:
                     c[p + "rate_drop"] += 1
                     continue
@@ -569,11 +598,14 @@ class Pipe:
             heapq.heappush(self._heap, (release, self._seq, packet))
 
     def _corrupt(self, packet: bytes) -> bytes:
-        ihl = (packet[0] & 0x0F) * 4 if packet else 0
-        if len(packet) <= ihl or ihl < 20:
+        at = self.at
+        if at:  # the receiver must verify: no partial or vouched-for checksum
+            packet = vnet.complete_checksum(packet)
+        ihl = (packet[at] & 0x0F) * 4 if len(packet) > at else 0
+        if len(packet) <= at + ihl or ihl < 20:
             return packet
         buf = bytearray(packet)
-        i = self.rng.randrange(ihl, len(buf))
+        i = self.rng.randrange(at + ihl, len(buf))
         buf[i] ^= self.rng.randrange(1, 256)
         return bytes(buf)
 
@@ -671,11 +703,18 @@ class ImpairedLink:
     ) -> None:
         self.inner = inner
         self.mtu = inner.mtu
+        # A TUN with offload: packets carry virtio-net headers (the stack
+        # adds and strips them); the pipes cut super segments into wire
+        # packets, complete for the stack, partial for the kernel.
+        self.vnet_hdr = bool(getattr(inner, "vnet_hdr", False))
         self.counters: Counter[str] = Counter()
         self._rules = _Rules(rules)
-        self.inbound = Pipe(IN, inbound, self._rules, inner.mtu, self.counters, on_rule)
+        into_stack, into_kernel = (True, False) if self.vnet_hdr else (None, None)
+        self.inbound = Pipe(
+            IN, inbound, self._rules, inner.mtu, self.counters, on_rule, into_stack
+        )
         self.outbound = Pipe(
-            OUT, outbound, self._rules, inner.mtu, self.counters, on_rule
+            OUT, outbound, self._rules, inner.mtu, self.counters, on_rule, into_kernel
         )
 
     @classmethod

@@ -1,0 +1,106 @@
+"""tools/bench_lossy.py: options, medians, ratios and tables (no network)."""
+
+from __future__ import annotations
+
+import pytest
+from bench_lossy import (
+    PATHS,
+    SENDERS,
+    Params,
+    Sample,
+    _content_length,
+    _split_response,
+    detail_table,
+    markdown,
+    parse_args,
+    pattern,
+    summary_table,
+)
+
+
+def test_defaults_quick_and_selection() -> None:
+    p, _ = parse_args([])
+    assert (p.seeds, p.mb, p.paths, p.senders) == (3, 5.0, PATHS, SENDERS)
+    q, _ = parse_args(["--quick"])
+    assert q.seeds == 1 and q.mb < p.mb and q.timeout < p.timeout
+    r, _ = parse_args(
+        [
+            "--paths",
+            "mixed",
+            "--senders",
+            "ustack,cubic",
+            "--seeds",
+            "5",
+            "--ustack-args",
+            "--set congestion=reno --offload",
+        ]
+    )
+    assert list(r.paths) == ["mixed"] and r.senders == ("ustack", "cubic")
+    assert r.seeds == 5
+    assert r.ustack_args == ("--set", "congestion=reno", "--offload")
+
+
+def test_extra_path_alone_or_added() -> None:
+    p, _ = parse_args(["--path", "two=loss=2%,delay=1ms", "--path", "loss1=loss=3%"])
+    assert p.paths == {"two": "loss=2%,delay=1ms", "loss1": "loss=3%"}
+    p, _ = parse_args(["--paths", "lfp", "--path", "two=loss=2%"])
+    assert p.paths == {"lfp": PATHS["lfp"], "two": "loss=2%"}
+
+
+def test_bad_options_are_refused() -> None:
+    for bad in (["--paths", "nowhere"], ["--senders", "vegas"], ["--path", "x"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+
+
+def samples() -> list[Sample]:
+    out = []
+    for seed, (u, reno, cubic) in enumerate(
+        [(4.0, 2.0, 1.0), (6.0, 3.0, 2.0), (5.0, 1.0, 4.0)], start=1
+    ):
+        out += [
+            Sample(
+                "loss1", seed, "ustack", u, rtt_ms=20.0 + seed, rtos=seed, retrans=10
+            ),
+            Sample("loss1", seed, "reno", reno, rtt_ms=21.0, rtos=0, retrans=5),
+            Sample("loss1", seed, "cubic", cubic, rtt_ms=22.0, rtos=0, retrans=6),
+        ]
+    out.append(Sample("loss1", 4, "cubic", None, error="TimeoutError: late"))
+    return out
+
+
+def test_summary_has_medians_ratios_and_rtos() -> None:
+    p = Params(paths={"loss1": PATHS["loss1"]}, senders=("ustack", "reno", "cubic"))
+    header, row = summary_table(samples(), p)
+    assert header == [
+        "path",
+        "ustack",
+        "Linux reno",
+        "Linux cubic",
+        "ustack/cubic",
+        "ustack/reno",
+        "ustack RTOs per run",
+    ]
+    assert row[0] == "loss1: loss=1%,delay=10ms"
+    assert row[1:4] == ["5.00 s", "2.00 s", "2.00 s (1/4 failed)"]
+    assert row[4:] == ["2.50x", "2.50x", "1 / 2 / 3"]
+
+
+def test_detail_has_goodput_rtt_and_counts() -> None:
+    p = Params(
+        mb=5, paths={"loss1": PATHS["loss1"]}, senders=("ustack", "reno", "cubic")
+    )
+    rows = detail_table(samples(), p)
+    assert rows[1] == ["loss1", "ustack", "5.00", "8.0", "22.0", "1 / 2 / 3", "10"]
+    assert rows[3][1] == "Linux cubic" and rows[3][5] == "0 / 0 / 0"
+    text = markdown(rows)
+    assert text.count("\n") == len(rows) and text.startswith("| path | sender |")
+
+
+def test_http_answer_parsing() -> None:
+    parts = _split_response(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+    assert parts is not None
+    head, body = parts
+    assert _content_length(head) == 3 and body == b"abc"
+    assert _split_response(b"HTTP/1.1 200 OK\r\n") is None
+    assert pattern(253)[250:] == bytes([250, 0, 1])
