@@ -331,3 +331,25 @@ def test_loss_in_a_small_window_needs_no_rto(sack: bool) -> None:
     assert send_and_finish(p, data) == data
     assert a.counters["TCPTimeouts"] == 0
     assert a.counters["TCPSackRecovery" if sack else "TCPRenoRecovery"] == 1
+
+
+def test_only_dsacks_of_our_retransmissions_count_for_undo() -> None:
+    """A duplicate made by the network (or from before the episode) must not
+    undo a real reduction (Linux counts D-SACKs after undo_marker only)."""
+    from collections import Counter
+
+    from ustack.tcp.cc.reno import Reno
+    from ustack.tcp.recovery import LossRecovery
+
+    rec = LossRecovery(Reno(MSS, 10 * MSS), Counter(), sack_ok=True)
+    rec.reset(1)
+    q = rec.queue
+    for i in range(6):
+        q.append(1 + i * MSS, 1 + (i + 1) * MSS, 0.0)
+    q.ack(1 + 2 * MSS, [])
+    rec._start_undo()  # the episode starts at offset 2001
+    q.mark_lost(q.recs[0])
+    rec.on_retransmit(q.recs[0], 0.1, 100)
+    assert rec._dsack_segs((1, 1 + MSS)) == 0  # older than the episode
+    assert rec._dsack_segs((1 + 3 * MSS, 1 + 4 * MSS)) == 0  # never resent
+    assert rec._dsack_segs((1 + 2 * MSS, 1 + 3 * MSS)) == 1  # our resend

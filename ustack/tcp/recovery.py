@@ -56,6 +56,7 @@ class LossRecovery:
         "state",
         "high_seq",
         "undo_marker",
+        "undo_start",
         "undo_retrans",
         "retrans_stamp",
         "frto",
@@ -91,6 +92,7 @@ class LossRecovery:
         self.high_seq = 0  # the recovery point (RFC 6582 "recover")
         # Undo (Linux undo_marker / undo_retrans / retrans_stamp).
         self.undo_marker = False
+        self.undo_start = 0  # SND.UNA when the episode began (Linux undo_marker)
         self.undo_retrans = 0  # retransmitted segments not yet D-SACKed
         self.retrans_stamp: int | None = None  # TSval of the first retransmission
         self.frto = False
@@ -158,7 +160,7 @@ class LossRecovery:
         self,
         ack: int,
         blocks: list[tuple[int, int]],
-        dsack_segs: int,
+        dsack: tuple[int, int] | None,
         is_dupack: bool,
         now: float,
         tsecr: int | None,
@@ -166,11 +168,12 @@ class LossRecovery:
     ) -> float | None:
         """Process one ACK (Linux tcp_ack -> tcp_fastretrans_alert).
 
-        `ack` and `blocks` are stream offsets; `dsack_segs` counts segments a
-        D-SACK reported as duplicates. Returns an RTT sample (seconds) from
-        the send times of what it acknowledged, if Karn's rule allows one."""
+        `ack`, `blocks` and `dsack` (a range the peer got twice, RFC 2883)
+        are stream offsets. Returns an RTT sample (seconds) from the send
+        times of what it acknowledged, if Karn's rule allows one."""
         q = self.queue
         cc = self.cc
+        dsack_segs = self._dsack_segs(dsack) if dsack is not None else 0
         prior_fack = q.fack
         prior_flight = q.nxt - q.una
         delivered: list[Sent] = []
@@ -197,10 +200,10 @@ class LossRecovery:
                     rtt = now - rec.xmit
         if delivered and rack.rtt:
             cc.on_rtt(rack.rtt, now)
-        if dsack_segs:
+        if dsack is not None:
             self.counters["TCPDSACKRecv"] += 1
             rack.on_dsack(q.nxt)
-            if self.undo_marker and self.undo_retrans > 0:
+            if self.undo_marker and self.undo_retrans > 0 and dsack_segs:
                 self.undo_retrans = max(0, self.undo_retrans - dsack_segs)
         rack.on_ack(q.una)
         round_start = ack > self.round_end
@@ -222,7 +225,7 @@ class LossRecovery:
                 if self.state is CaState.OPEN:
                     self.dupacks = 0
         if self.tlp_high is not None:
-            self._check_tlp(ack, acked, sacked, dsack_segs, is_dupack, now)
+            self._check_tlp(ack, acked, sacked, dsack, is_dupack, now)
         # State machine (Linux tcp_fastretrans_alert / tcp_process_loss).
         state = self.state
         ended = False
@@ -255,6 +258,23 @@ class LossRecovery:
             # tcp_may_raise_cwnd), by all it delivered (RFC 3465).
             cc.on_ack(delivered_bytes, now, self.cwnd_limited(), round_start)
         return rtt
+
+    def _dsack_segs(self, dsack: tuple[int, int]) -> int:
+        """Segments of ours a D-SACK proves were resent needlessly: only data
+        of this episode (Linux: after undo_marker) that we retransmitted; a
+        duplicate the network made says nothing about our retransmissions."""
+        left, right = dsack
+        if not self.undo_marker or right <= self.undo_start:
+            return 0
+        if right > self.queue.una:  # still queued: was it resent?
+            for rec in self.queue.recs:
+                if rec.start >= right:
+                    return 0
+                if rec.end > left and rec.ever_retrans:
+                    break
+            else:
+                return 0
+        return -(-(right - left) // self.cc.mss)
 
     def _next_round(self) -> None:
         self.rounds += 1
@@ -294,6 +314,7 @@ class LossRecovery:
 
     def _start_undo(self) -> None:
         self.undo_marker = True
+        self.undo_start = self.queue.una
         self.undo_retrans = 0
         self.retrans_stamp = None
         self.cc.remember_for_undo()
@@ -430,7 +451,7 @@ class LossRecovery:
         ack: int,
         acked: int,
         sacked: int,
-        dsack_segs: int,
+        dsack: tuple[int, int] | None,
         is_dupack: bool,
         now: float,
     ) -> None:
@@ -439,7 +460,8 @@ class LossRecovery:
         assert high is not None
         if ack < high:
             return
-        if not self.tlp_retrans or dsack_segs:
+        probe_was_duplicate = dsack is not None and dsack[1] >= high
+        if not self.tlp_retrans or probe_was_duplicate:
             self.tlp_high = None  # new data, or the original arrived as well
         elif ack > high:
             # The probe's retransmission was the only copy: a loss repaired

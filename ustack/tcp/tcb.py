@@ -789,7 +789,7 @@ class Tcb:
         ack = seg.ack
         ack_off = self._off(ack)
         blocks: list[tuple[int, int]] = []
-        dsack_segs = 0
+        dsack: tuple[int, int] | None = None
         if seg.sack_blocks and self.sack_ok:
             spans = [(self._off(lo), self._off(hi)) for lo, hi in seg.sack_blocks]
             first_lo, first_hi = spans[0]
@@ -800,7 +800,7 @@ class Tcb:
                 or (len(spans) > 1 and spans[1][0] <= first_lo
                     and first_hi <= spans[1][1])
             ):
-                dsack_segs = -(-(first_hi - first_lo) // self.mss)
+                dsack = (first_lo, first_hi)
                 spans = spans[1:]
             top = self.rec.queue.nxt
             for lo, hi in spans:
@@ -816,7 +816,7 @@ class Tcb:
         tsecr = seg.timestamp[1] if self.ts_ok and seg.timestamp else None
         rto = self.rto
         rtt = self.rec.on_ack(
-            ack_off, blocks, dsack_segs, is_dupack, now, tsecr, rto.srtt or 0.0
+            ack_off, blocks, dsack, is_dupack, now, tsecr, rto.srtt or 0.0
         )
         if advanced:
             self._on_ack_advance(ack)
