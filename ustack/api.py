@@ -356,10 +356,18 @@ def _fresh(error: OSError) -> OSError:
 
 
 class TcpStream(trio.abc.HalfCloseableStream):
-    """A connected ustack socket as a trio `HalfCloseableStream`."""
+    """A connected ustack socket as a trio `HalfCloseableStream`.
+
+    Like trio's `SocketStream`, it turns TCP_NODELAY on: a stream writer
+    hands over whole messages, so Nagle's algorithm (RFC 896, which `Socket`
+    keeps on by default as the stdlib and Linux do) would only hold a
+    message's tail until the peer's delayed ACK.
+    """
 
     def __init__(self, sock: Socket) -> None:
         self.socket = sock
+        if sock.tcb is not None:
+            sock.setsockopt(_IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         self._send_busy = False
         self._receive_busy = False
 
