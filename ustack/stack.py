@@ -31,7 +31,7 @@ from ustack.tcp.isn import IsnGenerator
 from ustack.tcp.state import State
 from ustack.tcp.syncookie import SynCookies
 from ustack.tcp.tcb import DEFAULT_MSS, Tcb, reset_for
-from ustack.tcp.timewait import TimeWait
+from ustack.tcp.timewait import TimeWait, TimeWaitTable
 from ustack.wire.icmp import ECHO_REQUEST, echo_reply_packet, parse_icmp
 from ustack.wire.ipv4 import (
     PROTO_ICMP,
@@ -126,9 +126,8 @@ class Stack:
         )  # ports held by bound, unlistening sockets
         self._heap: list[tuple[float, int, Tcb]] = []
         self._heap_stale = 0  # entries whose TCB moved its timer or closed
-        # TIME_WAIT records; all last 2*MSL, so a FIFO is ordered by deadline.
-        self._timewait: dict[Key, TimeWait] = {}
-        self._tw_queue: deque[TimeWait] = deque()
+        # TIME_WAIT records: compact rows, not TCBs (ustack/tcp/timewait.py).
+        self._timewait = TimeWaitTable(self.ip_bytes, self.counters)
         self._conns_changed = trio.Event()
         self._heap_seq = itertools.count()
         self._dirty: list[Tcb] = []
@@ -192,7 +191,6 @@ class Stack:
             self.kick(tcb)
         self._conns.clear()
         self._timewait.clear()
-        self._tw_queue.clear()
 
     # ------------------------------------------------------------------
     # The packet loop
@@ -201,8 +199,9 @@ class Stack:
         link = self.link
         while True:
             deadline = self._heap[0][0] if self._heap else math.inf
-            if self._tw_queue and self._tw_queue[0].deadline < deadline:
-                deadline = self._tw_queue[0].deadline
+            tw_deadline = self._timewait.next_deadline()
+            if tw_deadline < deadline:
+                deadline = tw_deadline
             with trio.CancelScope(deadline=deadline) as scope:
                 self._wait_scope = scope
                 await link.wait_readable()
@@ -286,13 +285,16 @@ class Stack:
             )
             self.counters["IcmpOutEchoReps"] += 1
 
-    def _input_tcp(self, src: bytes, seg: TcpSegment, now: float) -> None:
+    def _input_tcp(
+        self, src: bytes, seg: TcpSegment, now: float, iss: int | None = None
+    ) -> None:
+        """`iss` is set when a SYN reopens a TIME_WAIT tuple (RFC 6191)."""
         key = (src, seg.src_port, seg.dst_port)
         tcb = self._conns.get(key)
         if tcb is None and self._timewait:
-            record = self._timewait.get(key)
-            if record is not None:
-                self._input_time_wait(record, src, seg, now)
+            row = self._timewait.find(key)
+            if row is not None:
+                self._input_time_wait(row, src, seg, now)
                 return
         if tcb is not None:
             was = tcb.state
@@ -317,7 +319,7 @@ class Stack:
                     # SYN+FIN is a scan, port 0 no real peer: drop, as Linux.
                     self.counters["InErrs.bad_syn"] += 1
                     return
-                self._on_syn(listening, src, seg, now)
+                self._on_syn(listening, src, seg, now, iss)
                 return
             if flags & RST or not control:
                 return  # RFC 9293 3.10.7.2: RST ignored; no SYN/ACK: dropped
@@ -334,7 +336,12 @@ class Stack:
             self.counters["OutRsts"] += 1
 
     def _on_syn(
-        self, listening: Listening, src: bytes, seg: TcpSegment, now: float
+        self,
+        listening: Listening,
+        src: bytes,
+        seg: TcpSegment,
+        now: float,
+        iss: int | None = None,
     ) -> None:
         s = self.settings
         if len(listening.ready) >= listening.backlog:
@@ -352,7 +359,7 @@ class Stack:
                 self.counters["ListenDrops"] += 1
             return
         key = (src, seg.src_port, seg.dst_port)
-        tcb = self._new_tcb(key, now, listening.options, listening)
+        tcb = self._new_tcb(key, now, listening.options, listening, iss)
         tcb.open_passive(seg, now)
         listening.half_open += 1
         self.counters["PassiveOpens"] += 1
@@ -364,10 +371,12 @@ class Stack:
         now: float,
         options: SocketOptions,
         listener: Listening | None = None,
+        iss: int | None = None,
     ) -> Tcb:
         """A TCB for `key`, with its bookkeeping, registered for demux."""
         remote_ip, remote_port, local_port = key
-        iss = self._isn(now, self.ip_bytes, local_port, remote_ip, remote_port)
+        if iss is None:
+            iss = self._isn(now, self.ip_bytes, local_port, remote_ip, remote_port)
         tcb = Tcb(
             self.settings,
             (self.ip_bytes, local_port),
@@ -474,7 +483,7 @@ class Stack:
             self._after(tcb)
 
     def _run_timers(self, now: float) -> None:
-        if self._tw_queue and self._tw_queue[0].deadline <= now:
+        if self._timewait.next_deadline() <= now:
             self._expire_time_wait(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -631,50 +640,38 @@ class Stack:
     def _enter_time_wait(self, tcb: Tcb, conn: Conn) -> None:
         """Swap a TCB that reached TIME_WAIT for a compact record."""
         assert tcb.close_deadline is not None
-        record = TimeWait(
-            conn.key,
-            self.ip_bytes,
-            tcb.snd_nxt,
-            tcb.rcv_nxt,
-            tcb.advertised_window_field(),
-            tcb.close_deadline,
-        )
+        timestamps = None
+        if tcb.ts_ok:
+            # Keep TS.Recent (RFC 6191 reopen, PAWS) and our TSval clock.
+            ts_base = (tcb._tsval() - int(tcb.clock * 1000)) & 0xFFFFFFFF
+            timestamps = (tcb.ts_recent, ts_base)
+        snd_nxt, rcv_nxt = tcb.snd_nxt, tcb.rcv_nxt
+        window, deadline = tcb.advertised_window_field(), tcb.close_deadline
         tcb.detach_time_wait()
         self._reap(tcb, conn)
         if len(self._timewait) >= self.settings.max_tw_buckets:
             # Like Linux ("time wait bucket table overflow"): skip TIME_WAIT.
             self.counters["TCPTimeWaitOverflow"] += 1
             return
-        self._timewait[conn.key] = record
-        self._tw_queue.append(record)
+        self._timewait.add(conn.key, snd_nxt, rcv_nxt, window, deadline, timestamps)
         scope = self._wait_scope
-        if scope is not None and record.deadline < scope.deadline:
-            scope.deadline = record.deadline
+        if scope is not None and deadline < scope.deadline:
+            scope.deadline = deadline
 
     def _input_time_wait(
-        self, record: TimeWait, src: bytes, seg: TcpSegment, now: float
+        self, row: int, src: bytes, seg: TcpSegment, now: float
     ) -> None:
-        reply, reopen = record.on_segment(seg, now, 2 * self.settings.msl)
+        reply, iss = self._timewait.on_segment(
+            row, seg, now, 2 * self.settings.msl, self.settings.invalid_ratelimit
+        )
         if reply is not None:
             self._send(src, reply)
-        if reopen:
-            del self._timewait[record.key]
+        if iss is not None:
             self.counters["TWReused"] += 1
-            self._input_tcp(src, seg, now)
+            self._input_tcp(src, seg, now, iss)
 
     def _expire_time_wait(self, now: float) -> None:
-        queue = self._tw_queue
-        table = self._timewait
-        while queue and queue[0].deadline <= now:
-            record = queue.popleft()
-            if table.get(record.key) is not record:
-                continue  # reopened by a new SYN, or queued twice
-            if record.deadline > now:
-                # Restarted by a retransmitted FIN: queue it again. It may now
-                # sit behind a later deadline and expire late, never early.
-                queue.append(record)
-                continue
-            del table[record.key]
+        for record in self._timewait.expire(now):
             self.counters["TWExpired"] += 1
             for observer in self.state_observers:
                 observer(record, State.TIME_WAIT, State.CLOSED, now)
@@ -701,9 +698,9 @@ class Stack:
             return True
         if reuse_addr:
             return False
-        return any(key[2] == port for key in self._conns) or any(
-            key[2] == port for key in self._timewait
-        )
+        return any(
+            key[2] == port for key in self._conns
+        ) or self._timewait.uses_local_port(port)
 
     def reserve_port(self, port: int) -> None:
         self._bound[port] += 1
@@ -812,7 +809,7 @@ class Stack:
 
     def time_wait(self) -> Iterator[TimeWait]:
         """Connections in TIME_WAIT (compact records, not TCBs)."""
-        return iter(list(self._timewait.values()))
+        return self._timewait.records()
 
     def listeners(self) -> Iterator[Listening]:
         return iter(list(self._listeners.values()))
