@@ -1,4 +1,5 @@
-"""Socket-like API on top of the stack: `Socket`, `TcpStream`, `TcpListener`.
+"""Socket-like API on top of the stack: `Socket`, `TcpStream`, `TcpListener`,
+and `Stack` (the engine of ustack.stack with `socket`/`connect`/`listen`).
 
 `Socket` follows the stdlib's method names (async where they block) and
 raises the builtin OSError subclasses. `TcpStream` and `TcpListener` adapt it
@@ -12,17 +13,18 @@ import errno
 import ipaddress
 import socket as _socket
 import struct
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import trio
 
+from ustack import stack as _engine
+from ustack.config import Settings
 from ustack.errors import os_error
 from ustack.sockopts import SocketOptions
+from ustack.stack import Conn, Listening
 from ustack.tcp.state import SENDING, State
 from ustack.tcp.tcb import Tcb
-
-if TYPE_CHECKING:
-    from ustack.stack import Conn, Listening, Stack
 
 DEFAULT_RECEIVE_SIZE = 65536
 
@@ -43,7 +45,7 @@ _LINGER = struct.Struct("ii")
 class Socket:
     """A TCP socket on a ustack `Stack`, shaped like the stdlib's `socket`."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: _engine.Stack) -> None:
         self._stack = stack
         self._port: int | None = None  # bound local port
         self._reserved = False
@@ -438,4 +440,56 @@ class TcpListener(trio.abc.Listener[TcpStream]):
         await self.socket.close()
 
 
-__all__ = ["Socket", "TcpStream", "TcpListener"]
+class Stack(_engine.Stack):
+    """A user-space TCP/IP stack answering as `ip` on `link`, with the socket
+    API on top. Use as `async with Stack(link, ip="10.0.0.2") as stack:`; the
+    packet loop runs while the block does, and leaving it closes every
+    connection (FIN, then RST for whatever has not finished within
+    `settings.shutdown_grace`)."""
+
+    def socket(self) -> Socket:
+        return Socket(self)
+
+    async def connect(self, address: tuple[str, int]) -> TcpStream:
+        sock = self.socket()
+        try:
+            await sock.connect(address)
+        except BaseException:
+            await sock.close()
+            raise
+        return TcpStream(sock)
+
+    async def listen(
+        self, port: int, backlog: int = 128, reuse_addr: bool = True
+    ) -> TcpListener:
+        sock = self.socket()
+        if reuse_addr:
+            sock.setsockopt(_SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        sock.bind(("", port))
+        sock.listen(backlog)
+        return TcpListener(sock)
+
+
+@asynccontextmanager
+async def open_tun_stack(
+    ifname: str = "ustack0",
+    host_ip: str = "10.203.0.1/24",
+    ip: str = "10.203.0.2",
+    mtu: int = 1500,
+    settings: Settings | None = None,
+    offload: bool = False,
+) -> AsyncIterator[Stack]:
+    """Create a TUN device (kernel side `host_ip`) and run a stack on it as `ip`.
+
+    `offload` turns on checksum/segmentation offload (see TunLink.open)."""
+    from ustack.link.tun import TunLink
+
+    link = TunLink.open(ifname=ifname, host_ip=host_ip, mtu=mtu, offload=offload)
+    try:
+        async with Stack(link, ip=ip, settings=settings, network=host_ip) as stack:
+            yield stack
+    finally:
+        link.close()
+
+
+__all__ = ["Socket", "Stack", "TcpListener", "TcpStream", "open_tun_stack"]

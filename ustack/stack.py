@@ -3,7 +3,9 @@
 It owns demultiplexing by 4-tuple, listeners with their SYN and accept
 queues, ephemeral ports, the single timer heap for every connection, and the
 wake-ups of application tasks. It never parses bytes itself (ustack.wire
-does) and never decides protocol behaviour (ustack.tcp does).
+does) and never decides protocol behaviour (ustack.tcp does). It knows
+nothing of sockets: ustack.api wraps it (`ustack.Stack` adds `socket`,
+`connect` and `listen`), so the import graph runs one way, api -> stack.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ import math
 import random
 import sys
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import Self
 
 import trio
 
@@ -41,9 +42,6 @@ from ustack.wire.ipv4 import (
     with_full_tcp_checksum,
 )
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, WireError, parse_tcp
-
-if TYPE_CHECKING:
-    from ustack.api import Socket, TcpListener, TcpStream
 
 Key = tuple[bytes, int, int]  # (remote ip, remote port, local port)
 
@@ -87,7 +85,8 @@ class Listening:
 
 
 class Stack:
-    """A user-space TCP/IP stack answering as `ip` on `link`.
+    """The engine of a user-space TCP/IP stack answering as `ip` on `link`
+    (`ustack.Stack`, in ustack.api, adds the socket API on top).
 
     Use as `async with Stack(link, ip="10.0.0.2") as stack:`; the packet loop
     runs while the block does, and leaving it closes every connection (FIN,
@@ -154,7 +153,7 @@ class Stack:
     # ------------------------------------------------------------------
     # Lifecycle
 
-    async def __aenter__(self) -> Stack:
+    async def __aenter__(self) -> Self:
         self._nursery_cm = trio.open_nursery()
         self._nursery = await self._nursery_cm.__aenter__()
         self._running = True
@@ -817,61 +816,6 @@ class Stack:
     @property
     def orphan_count(self) -> int:
         return self._orphans
-
-    # ------------------------------------------------------------------
-    # Friendly API entry points (implemented in ustack.api)
-
-    def socket(self) -> Socket:
-        from ustack.api import Socket
-
-        return Socket(self)
-
-    async def connect(self, address: tuple[str, int]) -> TcpStream:
-        from ustack.api import TcpStream
-
-        sock = self.socket()
-        try:
-            await sock.connect(address)
-        except BaseException:
-            await sock.close()
-            raise
-        return TcpStream(sock)
-
-    async def listen(
-        self, port: int, backlog: int = 128, reuse_addr: bool = True
-    ) -> TcpListener:
-        from ustack.api import TcpListener
-
-        sock = self.socket()
-        if reuse_addr:
-            import socket as _socket
-
-            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-        sock.bind(("", port))
-        sock.listen(backlog)
-        return TcpListener(sock)
-
-
-@asynccontextmanager
-async def open_tun_stack(
-    ifname: str = "ustack0",
-    host_ip: str = "10.203.0.1/24",
-    ip: str = "10.203.0.2",
-    mtu: int = 1500,
-    settings: Settings | None = None,
-    offload: bool = False,
-) -> AsyncIterator[Stack]:
-    """Create a TUN device (kernel side `host_ip`) and run a stack on it as `ip`.
-
-    `offload` turns on checksum/segmentation offload (see TunLink.open)."""
-    from ustack.link.tun import TunLink
-
-    link = TunLink.open(ifname=ifname, host_ip=host_ip, mtu=mtu, offload=offload)
-    try:
-        async with Stack(link, ip=ip, settings=settings, network=host_ip) as stack:
-            yield stack
-    finally:
-        link.close()
 
 
 def _tuple4(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
