@@ -45,6 +45,16 @@ _LINGER = struct.Struct("ii")
 class Socket:
     """A TCP socket on a ustack `Stack`, shaped like the stdlib's `socket`."""
 
+    __slots__ = (
+        "_stack",
+        "_port",
+        "_reserved",
+        "_tcb",
+        "_listening",
+        "_closed",
+        "_options",
+    )
+
     def __init__(self, stack: _engine.Stack) -> None:
         self._stack = stack
         self._port: int | None = None  # bound local port
@@ -270,7 +280,7 @@ class Socket:
         if how in (_socket.SHUT_RD, _socket.SHUT_RDWR):
             tcb.read_closed = True
             tcb.rcvbuf.clear()
-            tcb.owner.lot.unpark_all()
+            tcb.owner.wake()
         if how in (_socket.SHUT_WR, _socket.SHUT_RDWR):
             tcb.shutdown_write(self._stack.now())
             self._stack.kick(tcb)
@@ -366,6 +376,8 @@ class TcpStream(trio.abc.HalfCloseableStream):
     message's tail until the peer's delayed ACK.
     """
 
+    __slots__ = ("socket", "_send_busy", "_receive_busy")
+
     def __init__(self, sock: Socket) -> None:
         self.socket = sock
         if sock.tcb is not None:
@@ -423,6 +435,8 @@ class TcpStream(trio.abc.HalfCloseableStream):
 
 class TcpListener(trio.abc.Listener[TcpStream]):
     """A listening ustack socket as a trio `Listener`."""
+
+    __slots__ = ("socket",)
 
     def __init__(self, sock: Socket) -> None:
         self.socket = sock

@@ -51,7 +51,7 @@ class Conn:
 
     __slots__ = (
         "key",
-        "lot",
+        "_lot",
         "listener",
         "heap_deadline",
         "dirty",
@@ -61,12 +61,27 @@ class Conn:
 
     def __init__(self, key: Key, listener: Listening | None = None) -> None:
         self.key = key
-        self.lot = trio.lowlevel.ParkingLot()
+        # Created when a task first waits: most wake-ups find nobody parked,
+        # and an idle connection should not carry a ParkingLot (~250 B).
+        self._lot: trio.lowlevel.ParkingLot | None = None
         self.listener = listener  # set until the connection is accepted
         self.heap_deadline: float | None = None
         self.dirty = False
         self.orphan = False
         self.last_state = State.CLOSED
+
+    @property
+    def lot(self) -> trio.lowlevel.ParkingLot:
+        """Where the connection's tasks wait for readable/writable/closed."""
+        if self._lot is None:
+            self._lot = trio.lowlevel.ParkingLot()
+        return self._lot
+
+    def wake(self) -> None:
+        """Wake every task waiting on this connection (they re-check)."""
+        lot = self._lot
+        if lot:
+            lot.unpark_all()
 
 
 class Listening:
@@ -563,7 +578,7 @@ class Stack:
             self._enter_time_wait(tcb, conn)
         else:
             self._schedule(tcb)
-        conn.lot.unpark_all()
+        conn.wake()
 
     def _send(self, dst: bytes, seg: TcpSegment, mss: int = 0xFFFF) -> None:
         self._ident = (self._ident + 1) & 0xFFFF
