@@ -232,6 +232,7 @@ class Socket:
         tcb = self._connected()
         conn: Conn = tcb.owner
         view = memoryview(data).cast("B")
+        parked = False
         while True:
             self._check_can_send(tcb)
             if view:
@@ -242,29 +243,38 @@ class Socket:
             if not view:
                 break
             await conn.lot.park()
-        await trio.lowlevel.checkpoint()
+            parked = True
+        if not parked:  # a park is already a checkpoint: no second task switch
+            await trio.lowlevel.checkpoint()
 
     async def recv(self, bufsize: int = DEFAULT_RECEIVE_SIZE) -> bytes:
         tcb = self._connected()
         conn: Conn = tcb.owner
         if bufsize < 1:
             raise ValueError("bufsize must be at least 1")
+        parked = False
         while True:
             if tcb.read_closed and not tcb.app_closed:
-                await trio.lowlevel.checkpoint()
-                return b""
+                data = b""
+                break
             if tcb.rcvbuf:
                 data = tcb.read(bufsize)
                 if tcb.ack_now:
                     self._stack.kick(tcb)
-                await trio.lowlevel.checkpoint()
-                return data
+                break
             if tcb.error is not None:
                 raise _fresh(tcb.error)
             if tcb.fin_received or tcb.state is State.CLOSED:
-                await trio.lowlevel.checkpoint()
-                return b""
+                data = b""
+                break
             await conn.lot.park()
+            parked = True
+        # Woken with data, return at once: the park was this call's checkpoint
+        # (as trio's own socket methods after a wait), so a request costs one
+        # task switch on the way in, not two.
+        if not parked:
+            await trio.lowlevel.checkpoint()
+        return data
 
     async def wait_writable(self) -> None:
         tcb = self._connected()

@@ -44,6 +44,7 @@ from ustack.wire.ipv4 import (
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, WireError, parse_tcp
 
 Key = tuple[bytes, int, int]  # (remote ip, remote port, local port)
+BATCH = 256  # packets read per wake-up before the TCBs are flushed
 
 
 class Conn:
@@ -221,7 +222,7 @@ class Stack:
                 await link.wait_readable()
             self._wait_scope = None
             while True:
-                batch = link.read_batch(256)
+                batch = link.read_batch(BATCH)
                 if not batch:
                     break
                 now = trio.current_time()
@@ -234,6 +235,11 @@ class Stack:
                     for packet in batch:
                         self._input(packet, now)
                 self._flush_dirty(now)
+                if len(batch) < BATCH:
+                    # The read that ended the batch found the device empty:
+                    # another read would only cost a syscall to say so again.
+                    # Yield instead, so the tasks just woken answer first.
+                    break
             self._run_timers(trio.current_time())
             await trio.lowlevel.checkpoint_if_cancelled()
 
