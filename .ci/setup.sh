@@ -8,6 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 PACKAGES=(python3-venv curl netcat-openbsd iproute2 iputils-ping procps util-linux tshark)
+PACKAGES+=(wrk apache2-utils)  # real HTTP clients for tools/bench_http.py
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -18,7 +18,8 @@ after another within each run, so their ratios hold on a noisy machine:
 Scenarios: bulk-in (MB/s into discard), bulk-out (MB/s read from chargen),
 crr (connect + 1-byte echo + close, C at a time, connections/s), rr (1-byte
 echo ping-pong, p50/p99 us), idle-conns (RSS bytes per idle keepalive
-connection), timewait (RSS bytes per server-side TIME_WAIT entry). Every
+connection), timewait (RSS bytes per server-side TIME_WAIT entry), and real
+HTTP clients (tools/bench_http.py: http-wrk, http-ab, http-curl). Every
 namespace is created for one (run, scenario, MTU, server) and deleted after.
 `bench.py lossy ...` runs the sender-under-loss comparison instead
 (tools/bench_lossy.py). See docs/benchmarks.md.
@@ -48,6 +49,7 @@ TOOLS = Path(__file__).resolve().parent
 ROOT = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
 
+from bench_http import HTTP_SCENARIOS  # noqa: E402
 from bench_report import build_rows, markdown_table, plain_table, rich_table  # noqa: E402
 from netns import Netns, create_netns, start_ustack  # noqa: E402
 
@@ -471,6 +473,7 @@ class Scenario:
     fn: Callable[[Env, Params], tuple[dict[str, float], dict[str, Any]]]
     metrics: tuple[str, ...]
     memory: bool = False
+    rawtun: bool = True  # rawtun serves only echo/discard/chargen
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -481,6 +484,10 @@ SCENARIOS: dict[str, Scenario] = {
     "idle-conns": Scenario(sc_idle, ("B/conn",), memory=True),
     "timewait": Scenario(sc_timewait, ("B/entry",), memory=True),
 }
+SCENARIOS.update(
+    (name, Scenario(fn, metrics, rawtun=False))
+    for name, (fn, metrics) in HTTP_SCENARIOS.items()
+)
 
 
 def open_env(
@@ -513,7 +520,7 @@ def run_suite(
                 order = servers[run % len(servers) :] + servers[: run % len(servers)]
                 for server in order:
                     base = {"scenario": name, "mtu": mtu, "server": server, "run": run}
-                    if sc.memory and server == "rawtun":
+                    if (sc.memory or not sc.rawtun) and server == "rawtun":
                         records += [
                             dict(base, metric=m, applicable=False) for m in sc.metrics
                         ]

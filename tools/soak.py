@@ -126,8 +126,8 @@ def find_leaks(stack: Stack, name: str) -> list[str]:
         for t in stack.connections()
     ]
     leaks += [f"{name}: TIME_WAIT record {r.key[1:]}" for r in stack.time_wait()]
-    if stack._tw_queue:
-        leaks.append(f"{name}: {len(stack._tw_queue)} TIME_WAIT queue entries")
+    if rows := stack._timewait.pending_rows():
+        leaks.append(f"{name}: {rows} TIME_WAIT rows not yet expired")
     if stack._heap:
         leaks.append(f"{name}: {len(stack._heap)} timer heap entries")
     if stack.orphan_count:

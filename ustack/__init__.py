@@ -1,9 +1,8 @@
 """ustack: a user-space TCP/IP stack in Python over a Linux TUN device."""
 
-from ustack.api import Socket, TcpListener, TcpStream
+from ustack.api import Socket, Stack, TcpListener, TcpStream, open_tun_stack
 from ustack.config import Settings
 from ustack.errors import SetupError
-from ustack.stack import Stack, open_tun_stack
 from ustack.tcp.state import State
 
 __all__ = [

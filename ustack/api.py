@@ -1,4 +1,5 @@
-"""Socket-like API on top of the stack: `Socket`, `TcpStream`, `TcpListener`.
+"""Socket-like API on top of the stack: `Socket`, `TcpStream`, `TcpListener`,
+and `Stack` (the engine of ustack.stack with `socket`/`connect`/`listen`).
 
 `Socket` follows the stdlib's method names (async where they block) and
 raises the builtin OSError subclasses. `TcpStream` and `TcpListener` adapt it
@@ -12,17 +13,18 @@ import errno
 import ipaddress
 import socket as _socket
 import struct
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import trio
 
+from ustack import stack as _engine
+from ustack.config import Settings
 from ustack.errors import os_error
 from ustack.sockopts import SocketOptions
+from ustack.stack import Conn, Listening
 from ustack.tcp.state import SENDING, State
 from ustack.tcp.tcb import Tcb
-
-if TYPE_CHECKING:
-    from ustack.stack import Conn, Listening, Stack
 
 DEFAULT_RECEIVE_SIZE = 65536
 
@@ -57,7 +59,17 @@ def _congestion_name(value: int | bytes) -> str:
 class Socket:
     """A TCP socket on a ustack `Stack`, shaped like the stdlib's `socket`."""
 
-    def __init__(self, stack: Stack) -> None:
+    __slots__ = (
+        "_stack",
+        "_port",
+        "_reserved",
+        "_tcb",
+        "_listening",
+        "_closed",
+        "_options",
+    )
+
+    def __init__(self, stack: _engine.Stack) -> None:
         self._stack = stack
         self._port: int | None = None  # bound local port
         self._reserved = False
@@ -240,6 +252,7 @@ class Socket:
         tcb = self._connected()
         conn: Conn = tcb.owner
         view = memoryview(data).cast("B")
+        parked = False
         while True:
             self._check_can_send(tcb)
             if view:
@@ -250,29 +263,38 @@ class Socket:
             if not view:
                 break
             await conn.lot.park()
-        await trio.lowlevel.checkpoint()
+            parked = True
+        if not parked:  # a park is already a checkpoint: no second task switch
+            await trio.lowlevel.checkpoint()
 
     async def recv(self, bufsize: int = DEFAULT_RECEIVE_SIZE) -> bytes:
         tcb = self._connected()
         conn: Conn = tcb.owner
         if bufsize < 1:
             raise ValueError("bufsize must be at least 1")
+        parked = False
         while True:
             if tcb.read_closed and not tcb.app_closed:
-                await trio.lowlevel.checkpoint()
-                return b""
+                data = b""
+                break
             if tcb.rcvbuf:
                 data = tcb.read(bufsize)
                 if tcb.ack_now:
                     self._stack.kick(tcb)
-                await trio.lowlevel.checkpoint()
-                return data
+                break
             if tcb.error is not None:
                 raise _fresh(tcb.error)
             if tcb.fin_received or tcb.state is State.CLOSED:
-                await trio.lowlevel.checkpoint()
-                return b""
+                data = b""
+                break
             await conn.lot.park()
+            parked = True
+        # Woken with data, return at once: the park was this call's checkpoint
+        # (as trio's own socket methods after a wait), so a request costs one
+        # task switch on the way in, not two.
+        if not parked:
+            await trio.lowlevel.checkpoint()
+        return data
 
     async def wait_writable(self) -> None:
         tcb = self._connected()
@@ -288,7 +310,7 @@ class Socket:
         if how in (_socket.SHUT_RD, _socket.SHUT_RDWR):
             tcb.read_closed = True
             tcb.rcvbuf.clear()
-            tcb.owner.lot.unpark_all()
+            tcb.owner.wake()
         if how in (_socket.SHUT_WR, _socket.SHUT_RDWR):
             tcb.shutdown_write(self._stack.now())
             self._stack.kick(tcb)
@@ -376,10 +398,20 @@ def _fresh(error: OSError) -> OSError:
 
 
 class TcpStream(trio.abc.HalfCloseableStream):
-    """A connected ustack socket as a trio `HalfCloseableStream`."""
+    """A connected ustack socket as a trio `HalfCloseableStream`.
+
+    Like trio's `SocketStream`, it turns TCP_NODELAY on: a stream writer
+    hands over whole messages, so Nagle's algorithm (RFC 896, which `Socket`
+    keeps on by default as the stdlib and Linux do) would only hold a
+    message's tail until the peer's delayed ACK.
+    """
+
+    __slots__ = ("socket", "_send_busy", "_receive_busy")
 
     def __init__(self, sock: Socket) -> None:
         self.socket = sock
+        if sock.tcb is not None:
+            sock.setsockopt(_IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         self._send_busy = False
         self._receive_busy = False
 
@@ -434,6 +466,8 @@ class TcpStream(trio.abc.HalfCloseableStream):
 class TcpListener(trio.abc.Listener[TcpStream]):
     """A listening ustack socket as a trio `Listener`."""
 
+    __slots__ = ("socket",)
+
     def __init__(self, sock: Socket) -> None:
         self.socket = sock
 
@@ -450,4 +484,56 @@ class TcpListener(trio.abc.Listener[TcpStream]):
         await self.socket.close()
 
 
-__all__ = ["Socket", "TcpStream", "TcpListener"]
+class Stack(_engine.Stack):
+    """A user-space TCP/IP stack answering as `ip` on `link`, with the socket
+    API on top. Use as `async with Stack(link, ip="10.0.0.2") as stack:`; the
+    packet loop runs while the block does, and leaving it closes every
+    connection (FIN, then RST for whatever has not finished within
+    `settings.shutdown_grace`)."""
+
+    def socket(self) -> Socket:
+        return Socket(self)
+
+    async def connect(self, address: tuple[str, int]) -> TcpStream:
+        sock = self.socket()
+        try:
+            await sock.connect(address)
+        except BaseException:
+            await sock.close()
+            raise
+        return TcpStream(sock)
+
+    async def listen(
+        self, port: int, backlog: int = 128, reuse_addr: bool = True
+    ) -> TcpListener:
+        sock = self.socket()
+        if reuse_addr:
+            sock.setsockopt(_SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        sock.bind(("", port))
+        sock.listen(backlog)
+        return TcpListener(sock)
+
+
+@asynccontextmanager
+async def open_tun_stack(
+    ifname: str = "ustack0",
+    host_ip: str = "10.203.0.1/24",
+    ip: str = "10.203.0.2",
+    mtu: int = 1500,
+    settings: Settings | None = None,
+    offload: bool = False,
+) -> AsyncIterator[Stack]:
+    """Create a TUN device (kernel side `host_ip`) and run a stack on it as `ip`.
+
+    `offload` turns on checksum/segmentation offload (see TunLink.open)."""
+    from ustack.link.tun import TunLink
+
+    link = TunLink.open(ifname=ifname, host_ip=host_ip, mtu=mtu, offload=offload)
+    try:
+        async with Stack(link, ip=ip, settings=settings, network=host_ip) as stack:
+            yield stack
+    finally:
+        link.close()
+
+
+__all__ = ["Socket", "Stack", "TcpListener", "TcpStream", "open_tun_stack"]

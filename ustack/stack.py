@@ -3,7 +3,9 @@
 It owns demultiplexing by 4-tuple, listeners with their SYN and accept
 queues, ephemeral ports, the single timer heap for every connection, and the
 wake-ups of application tasks. It never parses bytes itself (ustack.wire
-does) and never decides protocol behaviour (ustack.tcp does).
+does) and never decides protocol behaviour (ustack.tcp does). It knows
+nothing of sockets: ustack.api wraps it (`ustack.Stack` adds `socket`,
+`connect` and `listen`), so the import graph runs one way, api -> stack.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ import math
 import random
 import sys
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import Self
 
 import trio
 
@@ -31,7 +32,7 @@ from ustack.tcp.isn import IsnGenerator
 from ustack.tcp.state import State
 from ustack.tcp.syncookie import SynCookies
 from ustack.tcp.tcb import DEFAULT_MSS, Tcb, reset_for
-from ustack.tcp.timewait import TimeWait
+from ustack.tcp.timewait import TimeWait, TimeWaitTable
 from ustack.wire.icmp import ECHO_REQUEST, echo_reply_packet, parse_icmp
 from ustack.wire.ipv4 import (
     PROTO_ICMP,
@@ -42,10 +43,8 @@ from ustack.wire.ipv4 import (
 )
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, WireError, parse_tcp
 
-if TYPE_CHECKING:
-    from ustack.api import Socket, TcpListener, TcpStream
-
 Key = tuple[bytes, int, int]  # (remote ip, remote port, local port)
+BATCH = 256  # packets read per wake-up before the TCBs are flushed
 
 
 class Conn:
@@ -53,7 +52,7 @@ class Conn:
 
     __slots__ = (
         "key",
-        "lot",
+        "_lot",
         "listener",
         "heap_deadline",
         "dirty",
@@ -63,12 +62,27 @@ class Conn:
 
     def __init__(self, key: Key, listener: Listening | None = None) -> None:
         self.key = key
-        self.lot = trio.lowlevel.ParkingLot()
+        # Created when a task first waits: most wake-ups find nobody parked,
+        # and an idle connection should not carry a ParkingLot (~250 B).
+        self._lot: trio.lowlevel.ParkingLot | None = None
         self.listener = listener  # set until the connection is accepted
         self.heap_deadline: float | None = None
         self.dirty = False
         self.orphan = False
         self.last_state = State.CLOSED
+
+    @property
+    def lot(self) -> trio.lowlevel.ParkingLot:
+        """Where the connection's tasks wait for readable/writable/closed."""
+        if self._lot is None:
+            self._lot = trio.lowlevel.ParkingLot()
+        return self._lot
+
+    def wake(self) -> None:
+        """Wake every task waiting on this connection (they re-check)."""
+        lot = self._lot
+        if lot:
+            lot.unpark_all()
 
 
 class Listening:
@@ -87,7 +101,8 @@ class Listening:
 
 
 class Stack:
-    """A user-space TCP/IP stack answering as `ip` on `link`.
+    """The engine of a user-space TCP/IP stack answering as `ip` on `link`
+    (`ustack.Stack`, in ustack.api, adds the socket API on top).
 
     Use as `async with Stack(link, ip="10.0.0.2") as stack:`; the packet loop
     runs while the block does, and leaving it closes every connection (FIN,
@@ -126,9 +141,8 @@ class Stack:
         )  # ports held by bound, unlistening sockets
         self._heap: list[tuple[float, int, Tcb]] = []
         self._heap_stale = 0  # entries whose TCB moved its timer or closed
-        # TIME_WAIT records; all last 2*MSL, so a FIFO is ordered by deadline.
-        self._timewait: dict[Key, TimeWait] = {}
-        self._tw_queue: deque[TimeWait] = deque()
+        # TIME_WAIT records: compact rows, not TCBs (ustack/tcp/timewait.py).
+        self._timewait = TimeWaitTable(self.ip_bytes, self.counters)
         self._conns_changed = trio.Event()
         self._heap_seq = itertools.count()
         self._dirty: list[Tcb] = []
@@ -155,7 +169,7 @@ class Stack:
     # ------------------------------------------------------------------
     # Lifecycle
 
-    async def __aenter__(self) -> Stack:
+    async def __aenter__(self) -> Self:
         self._nursery_cm = trio.open_nursery()
         self._nursery = await self._nursery_cm.__aenter__()
         self._running = True
@@ -192,7 +206,6 @@ class Stack:
             self.kick(tcb)
         self._conns.clear()
         self._timewait.clear()
-        self._tw_queue.clear()
 
     # ------------------------------------------------------------------
     # The packet loop
@@ -201,14 +214,15 @@ class Stack:
         link = self.link
         while True:
             deadline = self._heap[0][0] if self._heap else math.inf
-            if self._tw_queue and self._tw_queue[0].deadline < deadline:
-                deadline = self._tw_queue[0].deadline
+            tw_deadline = self._timewait.next_deadline()
+            if tw_deadline < deadline:
+                deadline = tw_deadline
             with trio.CancelScope(deadline=deadline) as scope:
                 self._wait_scope = scope
                 await link.wait_readable()
             self._wait_scope = None
             while True:
-                batch = link.read_batch(256)
+                batch = link.read_batch(BATCH)
                 if not batch:
                     break
                 now = trio.current_time()
@@ -221,6 +235,11 @@ class Stack:
                     for packet in batch:
                         self._input(packet, now)
                 self._flush_dirty(now)
+                if len(batch) < BATCH:
+                    # The read that ended the batch found the device empty:
+                    # another read would only cost a syscall to say so again.
+                    # Yield instead, so the tasks just woken answer first.
+                    break
             self._run_timers(trio.current_time())
             await trio.lowlevel.checkpoint_if_cancelled()
 
@@ -286,13 +305,16 @@ class Stack:
             )
             self.counters["IcmpOutEchoReps"] += 1
 
-    def _input_tcp(self, src: bytes, seg: TcpSegment, now: float) -> None:
+    def _input_tcp(
+        self, src: bytes, seg: TcpSegment, now: float, iss: int | None = None
+    ) -> None:
+        """`iss` is set when a SYN reopens a TIME_WAIT tuple (RFC 6191)."""
         key = (src, seg.src_port, seg.dst_port)
         tcb = self._conns.get(key)
         if tcb is None and self._timewait:
-            record = self._timewait.get(key)
-            if record is not None:
-                self._input_time_wait(record, src, seg, now)
+            row = self._timewait.find(key)
+            if row is not None:
+                self._input_time_wait(row, src, seg, now)
                 return
         if tcb is not None:
             was = tcb.state
@@ -317,7 +339,7 @@ class Stack:
                     # SYN+FIN is a scan, port 0 no real peer: drop, as Linux.
                     self.counters["InErrs.bad_syn"] += 1
                     return
-                self._on_syn(listening, src, seg, now)
+                self._on_syn(listening, src, seg, now, iss)
                 return
             if flags & RST or not control:
                 return  # RFC 9293 3.10.7.2: RST ignored; no SYN/ACK: dropped
@@ -334,7 +356,12 @@ class Stack:
             self.counters["OutRsts"] += 1
 
     def _on_syn(
-        self, listening: Listening, src: bytes, seg: TcpSegment, now: float
+        self,
+        listening: Listening,
+        src: bytes,
+        seg: TcpSegment,
+        now: float,
+        iss: int | None = None,
     ) -> None:
         s = self.settings
         if len(listening.ready) >= listening.backlog:
@@ -352,7 +379,7 @@ class Stack:
                 self.counters["ListenDrops"] += 1
             return
         key = (src, seg.src_port, seg.dst_port)
-        tcb = self._new_tcb(key, now, listening.options, listening)
+        tcb = self._new_tcb(key, now, listening.options, listening, iss)
         tcb.open_passive(seg, now)
         listening.half_open += 1
         self.counters["PassiveOpens"] += 1
@@ -364,10 +391,12 @@ class Stack:
         now: float,
         options: SocketOptions,
         listener: Listening | None = None,
+        iss: int | None = None,
     ) -> Tcb:
         """A TCB for `key`, with its bookkeeping, registered for demux."""
         remote_ip, remote_port, local_port = key
-        iss = self._isn(now, self.ip_bytes, local_port, remote_ip, remote_port)
+        if iss is None:
+            iss = self._isn(now, self.ip_bytes, local_port, remote_ip, remote_port)
         tcb = Tcb(
             self.settings,
             (self.ip_bytes, local_port),
@@ -474,7 +503,7 @@ class Stack:
             self._after(tcb)
 
     def _run_timers(self, now: float) -> None:
-        if self._tw_queue and self._tw_queue[0].deadline <= now:
+        if self._timewait.next_deadline() <= now:
             self._expire_time_wait(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -555,7 +584,7 @@ class Stack:
             self._enter_time_wait(tcb, conn)
         else:
             self._schedule(tcb)
-        conn.lot.unpark_all()
+        conn.wake()
 
     def _send(self, dst: bytes, seg: TcpSegment, mss: int = 0xFFFF) -> None:
         self._ident = (self._ident + 1) & 0xFFFF
@@ -631,50 +660,38 @@ class Stack:
     def _enter_time_wait(self, tcb: Tcb, conn: Conn) -> None:
         """Swap a TCB that reached TIME_WAIT for a compact record."""
         assert tcb.close_deadline is not None
-        record = TimeWait(
-            conn.key,
-            self.ip_bytes,
-            tcb.snd_nxt,
-            tcb.rcv_nxt,
-            tcb.advertised_window_field(),
-            tcb.close_deadline,
-        )
+        timestamps = None
+        if tcb.ts_ok:
+            # Keep TS.Recent (RFC 6191 reopen, PAWS) and our TSval clock.
+            ts_base = (tcb._tsval() - int(tcb.clock * 1000)) & 0xFFFFFFFF
+            timestamps = (tcb.ts_recent, ts_base)
+        snd_nxt, rcv_nxt = tcb.snd_nxt, tcb.rcv_nxt
+        window, deadline = tcb.advertised_window_field(), tcb.close_deadline
         tcb.detach_time_wait()
         self._reap(tcb, conn)
         if len(self._timewait) >= self.settings.max_tw_buckets:
             # Like Linux ("time wait bucket table overflow"): skip TIME_WAIT.
             self.counters["TCPTimeWaitOverflow"] += 1
             return
-        self._timewait[conn.key] = record
-        self._tw_queue.append(record)
+        self._timewait.add(conn.key, snd_nxt, rcv_nxt, window, deadline, timestamps)
         scope = self._wait_scope
-        if scope is not None and record.deadline < scope.deadline:
-            scope.deadline = record.deadline
+        if scope is not None and deadline < scope.deadline:
+            scope.deadline = deadline
 
     def _input_time_wait(
-        self, record: TimeWait, src: bytes, seg: TcpSegment, now: float
+        self, row: int, src: bytes, seg: TcpSegment, now: float
     ) -> None:
-        reply, reopen = record.on_segment(seg, now, 2 * self.settings.msl)
+        reply, iss = self._timewait.on_segment(
+            row, seg, now, 2 * self.settings.msl, self.settings.invalid_ratelimit
+        )
         if reply is not None:
             self._send(src, reply)
-        if reopen:
-            del self._timewait[record.key]
+        if iss is not None:
             self.counters["TWReused"] += 1
-            self._input_tcp(src, seg, now)
+            self._input_tcp(src, seg, now, iss)
 
     def _expire_time_wait(self, now: float) -> None:
-        queue = self._tw_queue
-        table = self._timewait
-        while queue and queue[0].deadline <= now:
-            record = queue.popleft()
-            if table.get(record.key) is not record:
-                continue  # reopened by a new SYN, or queued twice
-            if record.deadline > now:
-                # Restarted by a retransmitted FIN: queue it again. It may now
-                # sit behind a later deadline and expire late, never early.
-                queue.append(record)
-                continue
-            del table[record.key]
+        for record in self._timewait.expire(now):
             self.counters["TWExpired"] += 1
             for observer in self.state_observers:
                 observer(record, State.TIME_WAIT, State.CLOSED, now)
@@ -701,9 +718,9 @@ class Stack:
             return True
         if reuse_addr:
             return False
-        return any(key[2] == port for key in self._conns) or any(
-            key[2] == port for key in self._timewait
-        )
+        return any(
+            key[2] == port for key in self._conns
+        ) or self._timewait.uses_local_port(port)
 
     def reserve_port(self, port: int) -> None:
         self._bound[port] += 1
@@ -814,7 +831,7 @@ class Stack:
 
     def time_wait(self) -> Iterator[TimeWait]:
         """Connections in TIME_WAIT (compact records, not TCBs)."""
-        return iter(list(self._timewait.values()))
+        return self._timewait.records()
 
     def listeners(self) -> Iterator[Listening]:
         return iter(list(self._listeners.values()))
@@ -822,61 +839,6 @@ class Stack:
     @property
     def orphan_count(self) -> int:
         return self._orphans
-
-    # ------------------------------------------------------------------
-    # Friendly API entry points (implemented in ustack.api)
-
-    def socket(self) -> Socket:
-        from ustack.api import Socket
-
-        return Socket(self)
-
-    async def connect(self, address: tuple[str, int]) -> TcpStream:
-        from ustack.api import TcpStream
-
-        sock = self.socket()
-        try:
-            await sock.connect(address)
-        except BaseException:
-            await sock.close()
-            raise
-        return TcpStream(sock)
-
-    async def listen(
-        self, port: int, backlog: int = 128, reuse_addr: bool = True
-    ) -> TcpListener:
-        from ustack.api import TcpListener
-
-        sock = self.socket()
-        if reuse_addr:
-            import socket as _socket
-
-            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-        sock.bind(("", port))
-        sock.listen(backlog)
-        return TcpListener(sock)
-
-
-@asynccontextmanager
-async def open_tun_stack(
-    ifname: str = "ustack0",
-    host_ip: str = "10.203.0.1/24",
-    ip: str = "10.203.0.2",
-    mtu: int = 1500,
-    settings: Settings | None = None,
-    offload: bool = False,
-) -> AsyncIterator[Stack]:
-    """Create a TUN device (kernel side `host_ip`) and run a stack on it as `ip`.
-
-    `offload` turns on checksum/segmentation offload (see TunLink.open)."""
-    from ustack.link.tun import TunLink
-
-    link = TunLink.open(ifname=ifname, host_ip=host_ip, mtu=mtu, offload=offload)
-    try:
-        async with Stack(link, ip=ip, settings=settings, network=host_ip) as stack:
-            yield stack
-    finally:
-        link.close()
 
 
 def _tuple4(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:

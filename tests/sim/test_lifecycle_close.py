@@ -125,3 +125,35 @@ async def test_leaving_the_stack_sends_fin_then_resets_stragglers(
         assert any(f & FIN for f in flags)
         assert flags[-1] & RST  # the straggler was reset after the grace period
         assert list(a.connections()) == []
+
+
+async def test_reopened_tuple_gets_an_iss_above_the_old_snd_nxt(
+    net: Net, autojump_clock: MockClock
+) -> None:
+    """Issue 10 item 7: RFC 1122 4.2.2.13 (Linux: old SND.NXT + 65537)."""
+    port, rcv_nxt, snd_nxt = await time_wait_on_b(net)
+    net.link_b.sent = []
+    new = TcpSegment(port, 80, (rcv_nxt + 10) & 0xFFFFFFFF, 0, SYN, 65535, mss=1460)
+    net.link_b.inject(build_tcp_packet(A, B, new, 2))
+    await trio.sleep(0.01)
+    [synack] = segments_from_b(net)
+    assert synack.flags == SYN | ACK
+    assert synack.seq == (snd_nxt + 65537) & 0xFFFFFFFF
+
+
+async def test_syn_with_newer_timestamp_reopens_below_rcv_nxt(
+    net: Net, autojump_clock: MockClock
+) -> None:
+    """Issue 10 item 8 / RFC 6191: the record keeps TS.Recent, so a SYN with
+    a newer TSval reopens even with a sequence number below RCV.NXT."""
+    port, rcv_nxt, _ = await time_wait_on_b(net)
+    [record] = net.b.time_wait()
+    assert record.ts_recent is not None
+    net.link_b.sent = []
+    syn = TcpSegment(port, 80, (rcv_nxt - 100) & 0xFFFFFFFF, 0, SYN, 65535, mss=1460)
+    syn.timestamp = ((record.ts_recent + 1) & 0xFFFFFFFF, 0)
+    net.link_b.inject(build_tcp_packet(A, B, syn, 2))
+    await trio.sleep(0.01)
+    [synack] = segments_from_b(net)
+    assert synack.flags == SYN | ACK and synack.ack == (syn.seq + 1) & 0xFFFFFFFF
+    assert list(net.b.time_wait()) == []

@@ -267,6 +267,27 @@ async def test_socket_api_names_and_addresses(
     assert server_sock.state == "CLOSED"
 
 
+async def test_stream_turns_nodelay_on_socket_keeps_nagle(
+    net: Net, autojump_clock: MockClock
+) -> None:
+    # trio's SocketStream sets TCP_NODELAY; the stdlib-shaped Socket does not.
+    listener = await net.b.listen(2100)
+    sock = net.a.socket()
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sock.connect, (B_IP, 2100))
+        server = await listener.accept()
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+    assert server.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert server.socket.tcb is not None and server.socket.tcb.nodelay
+    client = await net.a.connect((B_IP, 2100))
+    assert client.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    for s in (server, client):
+        await s.aclose()
+    await sock.close()
+    await listener.aclose()
+
+
 async def test_accept_queue_is_bounded(net: Net, autojump_clock: MockClock) -> None:
     listener = await net.b.listen(3000, backlog=2)
     with trio.move_on_after(5):

@@ -12,7 +12,7 @@ import h11
 import pytest
 import trio
 
-from ustack.services import pattern_bytes, serve_http
+from ustack.services import HttpService, pattern_bytes, serve_http
 from ustack.services.httpd import CHUNK
 
 
@@ -291,3 +291,42 @@ async def test_client_vanishing_mid_download_does_not_kill_service() -> None:
             resp, body = await Client(s).request("GET", "/bytes/7")
             assert body == pattern_bytes(7)
         nursery.cancel_scope.cancel()
+
+
+class RecordingStream(trio.abc.Stream):
+    """Feeds canned request bytes and records each send_all call."""
+
+    def __init__(self, request: bytes) -> None:
+        self.incoming = [request]
+        self.sends: list[bytes] = []
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self.sends.append(bytes(data))
+
+    async def wait_send_all_might_not_block(self) -> None:
+        pass
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        return self.incoming.pop(0) if self.incoming else b""
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("target", ["/", "/bytes/1000", "/nothing-here"])
+async def test_small_response_leaves_in_one_send(target: str) -> None:
+    # With Nagle on, a second small write would wait for the client's delayed ACK.
+    stream = RecordingStream(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    await HttpService(None, [("echo", 7)])(stream)
+    assert len(stream.sends) == 1
+    assert stream.sends[0].startswith(b"HTTP/1.1 ")
+
+
+async def test_large_body_is_not_copied_into_one_send() -> None:
+    stream = RecordingStream(
+        f"GET /bytes/{CHUNK * 2} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    )
+    await HttpService()(stream)
+    assert [len(s) for s in stream.sends[1:]] == [CHUNK, CHUNK]
+    assert b"".join(stream.sends[1:]) == pattern_bytes(CHUNK * 2)
