@@ -18,7 +18,7 @@ import sys
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -853,6 +853,12 @@ class Stack:
         sock.bind(("", port))
         sock.listen(backlog)
         return TcpListener(sock)
+
+    def async_httpx_transport(self, **options: Any) -> Any:
+        """An `httpx.AsyncHTTPTransport` over this stack (`ustack[httpx]`)."""
+        from ustack.adapters.httpx_transport import async_transport
+
+        return async_transport(self, **options)
 
 
 @asynccontextmanager
