@@ -3,22 +3,16 @@ socket factory; each fetches from a kernel-side server through ustack."""
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 from netns import Netns
-from ways_in_prelude import PRELUDE
+from ways_in_prelude import run_script
 
 pytestmark = pytest.mark.integration
 
 
-def run(netns: Netns, body: str, timeout: float = 90) -> str:
-    out = netns.python(PRELUDE + textwrap.dedent(body), timeout=timeout)
-    return out.stdout.decode()
-
 
 def test_requests_session(netns: Netns) -> None:
-    out = run(
+    out = run_script(
         netns,
         """
         import requests
@@ -43,7 +37,7 @@ def test_requests_session(netns: Netns) -> None:
 
 
 def test_httpx_sync_client(netns: Netns) -> None:
-    out = run(
+    out = run_script(
         netns,
         """
         import httpx
@@ -64,7 +58,7 @@ def test_httpx_sync_client(netns: Netns) -> None:
 
 
 def test_httpx_async_client_on_trio_stack(netns: Netns) -> None:
-    out = run(
+    out = run_script(
         netns,
         """
         import httpx, trio
@@ -90,7 +84,7 @@ def test_httpx_async_client_on_trio_stack(netns: Netns) -> None:
 
 
 def test_unmodified_trio_code_via_socket_factory(netns: Netns) -> None:
-    out = run(
+    out = run_script(
         netns,
         """
         import trio

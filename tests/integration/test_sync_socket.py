@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 from netns import Netns
-from ways_in_prelude import PRELUDE
+from ways_in_prelude import run_script
 
 pytestmark = pytest.mark.integration
 
 
-def run(netns: Netns, body: str, timeout: float = 90) -> str:
-    out = netns.python(PRELUDE + textwrap.dedent(body), timeout=timeout)
-    return out.stdout.decode()
-
 
 def test_http_client_get_and_post_5mb(netns: Netns) -> None:
-    out = run(
+    out = run_script(
         netns,
         """
         with sync_stack() as st:
@@ -44,7 +38,7 @@ def test_http_client_get_and_post_5mb(netns: Netns) -> None:
 
 
 def test_threaded_echo_server_50_kernel_clients(netns: Netns) -> None:
-    out = run(
+    out = run_script(
         netns,
         """
         class Echo(socketserver.StreamRequestHandler):
@@ -89,14 +83,12 @@ def test_threaded_echo_server_50_kernel_clients(netns: Netns) -> None:
 
 
 def test_timeout_on_silent_peer_keeps_late_data(netns: Netns) -> None:
-    out = run(
+    out = run_script(
         netns,
         """
         import time
         with sync_stack() as st:
-            listener = socket.create_server((HOST, 9000))
-            sock = st.create_connection((HOST, 9000), timeout=5)
-            peer, _ = listener.accept()
+            sock, peer, _ = connected_pair(st)
             sock.settimeout(0.2)
             assert sock.gettimeout() == 0.2
             try:
@@ -139,13 +131,11 @@ def test_timeout_on_silent_peer_keeps_late_data(netns: Netns) -> None:
 
 
 def test_close_from_another_thread_wakes_recv(netns: Netns) -> None:
-    out = run(
+    out = run_script(
         netns,
         """
         with sync_stack() as st:
-            listener = socket.create_server((HOST, 9000))
-            sock = st.create_connection((HOST, 9000), timeout=5)
-            peer, _ = listener.accept()
+            sock, peer, _ = connected_pair(st)
             sock.settimeout(None)
             outcome, started = [], threading.Event()
 
@@ -182,13 +172,12 @@ def test_close_from_another_thread_wakes_recv(netns: Netns) -> None:
 
 
 def test_socket_api_details(netns: Netns) -> None:
-    out = run(
+    out = run_script(
         netns,
         """
         with sync_stack() as st:
-            listener = socket.create_server((HOST, 9000))
-            with st.create_connection((HOST, 9000), timeout=5) as sock:
-                peer, addr = listener.accept()
+            sock, peer, addr = connected_pair(st)
+            with sock:
                 assert addr[0] == STACK_IP and sock.getpeername() == (HOST, 9000)
                 assert sock.getsockname() == (STACK_IP, addr[1])
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 from netns import Netns
-from ways_in_prelude import PRELUDE
+from ways_in_prelude import run_script
 
 pytestmark = pytest.mark.integration
 
@@ -21,13 +21,9 @@ TLS = textwrap.dedent("""
 """)
 
 
-def run(netns: Netns, body: str, timeout: float = 90) -> str:
-    out = netns.python(PRELUDE + TLS + textwrap.dedent(body), timeout=timeout)
-    return out.stdout.decode()
-
 
 def test_https_via_trio_sslstream(netns: Netns) -> None:
-    out = run(
+    out = run_script(
         netns,
         """
         import trio
@@ -60,12 +56,13 @@ def test_https_via_trio_sslstream(netns: Netns) -> None:
         trio.run(main)
         print("ok")
         """,
+        TLS,
     )
     assert out.strip() == "ok", out
 
 
 def test_https_httpx_async_uses_start_tls(netns: Netns) -> None:
-    out = run(
+    out = run_script(
         netns,
         """
         import httpx, trio
@@ -83,12 +80,13 @@ def test_https_httpx_async_uses_start_tls(netns: Netns) -> None:
         trio.run(main)
         print("ok")
         """,
+        TLS,
     )
     assert out.strip() == "ok", out
 
 
 def test_https_blocking_through_the_bridge(netns: Netns) -> None:
-    out = run(
+    out = run_script(
         netns,
         """
         import select
@@ -124,5 +122,6 @@ def test_https_blocking_through_the_bridge(netns: Netns) -> None:
             server.shutdown()
         print("ok")
         """,
+        TLS,
     )
     assert out.strip() == "ok", out

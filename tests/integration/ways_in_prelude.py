@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import textwrap
 
+from netns import Netns
+
 PRELUDE = textwrap.dedent('''
     import hashlib, http.client, http.server, os, socket, socketserver, ssl
     import sys, threading
@@ -66,4 +68,18 @@ PRELUDE = textwrap.dedent('''
 
     def sync_stack():
         return ustack.sync.open_tun_stack(settings=SETTINGS)
+
+    def connected_pair(st, port=9000):
+        """(ustack SyncSocket, kernel socket) connected to each other."""
+        listener = socket.create_server((HOST, port))
+        sock = st.create_connection((HOST, port), timeout=5)
+        peer, addr = listener.accept()
+        listener.close()
+        return sock, peer, addr
 ''')
+
+
+def run_script(netns: Netns, body: str, setup: str = "", timeout: float = 90) -> str:
+    """Run PRELUDE + setup + body in the namespace; return its stdout."""
+    code = PRELUDE + setup + textwrap.dedent(body)
+    return netns.python(code, timeout=timeout).stdout.decode()
