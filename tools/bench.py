@@ -20,7 +20,8 @@ crr (connect + 1-byte echo + close, C at a time, connections/s), rr (1-byte
 echo ping-pong, p50/p99 us), idle-conns (RSS bytes per idle keepalive
 connection), timewait (RSS bytes per server-side TIME_WAIT entry). Every
 namespace is created for one (run, scenario, MTU, server) and deleted after.
-See docs/benchmarks.md.
+See docs/benchmarks.md. `bench.py ways-in [...]` runs tools/bench_sync.py
+(the trio API vs the blocking socket vs its socketpair bridge).
 """
 
 from __future__ import annotations
@@ -578,6 +579,11 @@ def meta() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["ways-in"]:  # trio API vs blocking socket: tools/bench_sync.py
+        from bench_sync import main as ways_in
+
+        return ways_in(args[1:])
     ap = argparse.ArgumentParser(
         description=(__doc__ or "").splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
