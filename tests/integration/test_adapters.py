@@ -10,7 +10,6 @@ from ways_in_prelude import run_script
 pytestmark = pytest.mark.integration
 
 
-
 def test_requests_session(netns: Netns) -> None:
     out = run_script(
         netns,

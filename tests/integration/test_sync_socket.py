@@ -9,7 +9,6 @@ from ways_in_prelude import run_script
 pytestmark = pytest.mark.integration
 
 
-
 def test_http_client_get_and_post_5mb(netns: Netns) -> None:
     out = run_script(
         netns,
@@ -149,8 +148,10 @@ def test_close_from_another_thread_wakes_recv(netns: Netns) -> None:
             t = threading.Thread(target=reader)
             t.start()
             started.wait()
-            while not st.call_sync(lambda: sock._waiting):
-                pass  # until the reader waits inside the stack
+            import time
+            deadline = time.monotonic() + 10
+            while not st.call_sync(lambda: sock._waiting):  # the reader waits
+                assert time.monotonic() < deadline, "recv never started waiting"
             sock.close()
             t.join(10)
             assert not t.is_alive(), "recv still blocked after close()"

@@ -21,7 +21,6 @@ TLS = textwrap.dedent("""
 """)
 
 
-
 def test_https_via_trio_sslstream(netns: Netns) -> None:
     out = run_script(
         netns,

@@ -8,6 +8,7 @@ with `trio.from_thread` (one cross-thread round trip per call).
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket as _socket
 import threading
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from ustack.errors import os_error
 from ustack.stack import Stack
 from ustack.stack import open_tun_stack as _open_tun_stack
 
@@ -117,9 +119,8 @@ class SyncStack:
         from ustack.sync.socket import SyncSocket
 
         if family != _socket.AF_INET or type != _socket.SOCK_STREAM:
-            raise OSError(
-                97,
-                "ustack's blocking socket is TCP over IPv4 only (AF_INET, SOCK_STREAM)",
+            raise os_error(
+                errno.EAFNOSUPPORT, "ustack sockets are TCP over IPv4 only"
             )
         stack = self._running()
         return SyncSocket(self, self.call_sync(stack.socket))
