@@ -181,6 +181,13 @@ def test_socket_api_details(netns: Netns) -> None:
             with sock:
                 assert addr[0] == STACK_IP and sock.getpeername() == (HOST, 9000)
                 assert sock.getsockname() == (STACK_IP, addr[1])
+                import select
+                try:  # no descriptor: select refuses it (bridge() gives one)
+                    select.select([sock], [], [], 0)
+                except ValueError:
+                    pass
+                else:
+                    raise AssertionError("select accepted a SyncSocket")
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
                 assert sock.send(b"abc") == 3

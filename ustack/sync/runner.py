@@ -174,9 +174,9 @@ def _ipv4(host: str, port: int) -> str:
 
 
 @contextmanager
-def open_tun_stack(**kwargs: Any) -> Iterator[SyncStack]:
-    """`ustack.open_tun_stack(**kwargs)` in a background thread (same arguments)."""
-    sync = SyncStack(lambda: _open_tun_stack(**kwargs)).start()
+def open_tun_stack(*args: Any, **kwargs: Any) -> Iterator[SyncStack]:
+    """`ustack.open_tun_stack(...)` in a background thread (same arguments)."""
+    sync = SyncStack(lambda: _open_tun_stack(*args, **kwargs)).start()
     try:
         yield sync
     finally:
