@@ -21,14 +21,11 @@ import httpcore
 import httpx
 import trio
 
-from ustack.api import TcpStream
-
 if TYPE_CHECKING:
     import socket
 
-    from ustack.stack import Stack
-    from ustack.sync.runner import SyncStack
-    from ustack.sync.socket import SyncSocket
+    from ustack import Stack, TcpStream
+    from ustack.adapters.dialer import Dialer, UstackSocket
 
 
 _DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
@@ -57,7 +54,7 @@ def _pool_options(
     }
 
 
-def sync_transport(stack: SyncStack, **options: Any) -> httpx.HTTPTransport:
+def sync_transport(stack: Dialer, **options: Any) -> httpx.HTTPTransport:
     """An `httpx.HTTPTransport` dialing through a `ustack.sync` stack."""
     transport = httpx.HTTPTransport.__new__(httpx.HTTPTransport)
     transport._pool = httpcore.ConnectionPool(
@@ -81,7 +78,9 @@ def async_transport(stack: Stack, **options: Any) -> httpx.AsyncHTTPTransport:
 class _BlockingStream(httpcore.NetworkStream):
     """A blocking socket (SyncSocket, or a bridged ssl socket) for httpcore."""
 
-    def __init__(self, sock: SyncSocket | socket.socket, origin: SyncSocket) -> None:
+    def __init__(
+        self, sock: UstackSocket | socket.socket, origin: UstackSocket
+    ) -> None:
         self._sock = sock
         self._origin = origin  # the ustack socket underneath (for is_readable)
 
@@ -135,7 +134,7 @@ def _fd_readable(sock: socket.socket) -> bool:
 class SyncBackend(httpcore.NetworkBackend):
     """httpcore's blocking network backend, on ustack."""
 
-    def __init__(self, stack: SyncStack) -> None:
+    def __init__(self, stack: Dialer) -> None:
         self._stack = stack
 
     def connect_tcp(

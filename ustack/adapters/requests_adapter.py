@@ -11,6 +11,7 @@ which wraps only real descriptors, so its connections go through
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any
 
 from requests.adapters import HTTPAdapter
@@ -18,18 +19,14 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from ustack.sync.socket import SyncSocket
-
 if TYPE_CHECKING:
-    import socket
-
-    from ustack.sync.runner import SyncStack
+    from ustack.adapters.dialer import Dialer
 
 
 class _OnUstack:
     """urllib3 connection mix-in: `_new_conn` dials through ustack."""
 
-    ustack: SyncStack
+    ustack: Dialer
     bridged: bool = False
     _dns_host: str
     port: int
@@ -54,15 +51,15 @@ class _OnUstack:
         # urllib3 polls the descriptor (wait_for_read); ours has none: a socket
         # readable while idle has seen EOF or an error, so it is dropped.
         sock = self.sock
-        if isinstance(sock, SyncSocket):
-            return not sock.readable()
-        return super().is_connected  # type: ignore[misc]
+        if sock is None or isinstance(sock, socket.socket):  # none, or bridged
+            return super().is_connected  # type: ignore[misc]
+        return not sock.readable()
 
 
 class UstackAdapter(HTTPAdapter):
     """A requests transport adapter whose connections are ustack's."""
 
-    def __init__(self, stack: SyncStack, **kwargs: Any) -> None:
+    def __init__(self, stack: Dialer, **kwargs: Any) -> None:
         conn_http = type(
             "UstackHTTPConnection", (_OnUstack, HTTPConnection), {"ustack": stack}
         )

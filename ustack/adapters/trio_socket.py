@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import errno
 import socket as _socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ustack.api import Socket
 from ustack.errors import os_error
-from ustack.stack import Stack
+
+if TYPE_CHECKING:
+    from ustack import Socket, Stack
 
 NO_FD = -2  # fileno() while open: not a descriptor (-1 means closed, as trio checks)
 

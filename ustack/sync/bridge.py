@@ -9,10 +9,12 @@ a reset or error on either side closes both.
 from __future__ import annotations
 
 import socket as _socket
+from typing import TYPE_CHECKING
 
 import trio
 
-from ustack.api import Socket
+if TYPE_CHECKING:
+    from ustack import Socket
 
 CHUNK = 256 * 1024
 

@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from ustack.errors import os_error
-from ustack.stack import Stack
-from ustack.stack import open_tun_stack as _open_tun_stack
+from ustack.sync.socket import SyncSocket
 
 if TYPE_CHECKING:
-    from ustack.sync.socket import SyncSocket
+    from ustack import Stack
 
 T = TypeVar("T")
 _DEFAULT = object()  # create_connection's "use socket.getdefaulttimeout()"
@@ -116,12 +115,8 @@ class SyncStack:
         proto: int = 0,
     ) -> SyncSocket:
         """A new blocking TCP socket (only AF_INET/SOCK_STREAM exist here)."""
-        from ustack.sync.socket import SyncSocket
-
         if family != _socket.AF_INET or type != _socket.SOCK_STREAM:
-            raise os_error(
-                errno.EAFNOSUPPORT, "ustack sockets are TCP over IPv4 only"
-            )
+            raise os_error(errno.EAFNOSUPPORT, "ustack sockets are TCP over IPv4 only")
         stack = self._running()
         return SyncSocket(self, self.call_sync(stack.socket))
 
@@ -176,7 +171,9 @@ def _ipv4(host: str, port: int) -> str:
 @contextmanager
 def open_tun_stack(*args: Any, **kwargs: Any) -> Iterator[SyncStack]:
     """`ustack.open_tun_stack(...)` in a background thread (same arguments)."""
-    sync = SyncStack(lambda: _open_tun_stack(*args, **kwargs)).start()
+    import ustack
+
+    sync = SyncStack(lambda: ustack.open_tun_stack(*args, **kwargs)).start()
     try:
         yield sync
     finally:

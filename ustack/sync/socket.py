@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ustack.api import Socket
 from ustack.errors import os_error
 
 if TYPE_CHECKING:
-    from ustack.sync.runner import SyncStack
+    from ustack import Socket
+    from ustack.sync.calls import StackThread
 
 NO_FD = -2  # fileno() of an open SyncSocket: not a descriptor
 
@@ -38,7 +38,7 @@ class SyncSocket:
     type = _socket.SOCK_STREAM
     proto = 0
 
-    def __init__(self, sync: SyncStack, sock: Socket) -> None:
+    def __init__(self, sync: StackThread, sock: Socket) -> None:
         self._sync = sync
         self._sock = sock
         self._timeout: float | None = _socket.getdefaulttimeout()
