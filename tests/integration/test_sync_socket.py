@@ -223,3 +223,29 @@ def test_socket_api_details(netns: Netns) -> None:
         """,
     )
     assert out.strip() == "ok", out
+
+
+def test_setup_errors_reach_the_caller(netns: Netns) -> None:
+    out = run_script(
+        netns,
+        """
+        with sync_stack() as st:
+            try:
+                with ustack.sync.open_tun_stack():  # ustack0 is taken
+                    pass
+            except ustack.SetupError as exc:
+                print("setup error:", exc)
+            try:
+                st.call_sync(lambda: st.socket())  # from the stack's own thread
+            except RuntimeError as exc:
+                print("own thread:", exc)
+        try:
+            st.socket()
+        except RuntimeError as exc:
+            print("after close:", exc)
+        """,
+    )
+    lines = out.splitlines()
+    assert lines[0].startswith("setup error:") and "ustack0" in lines[0], out
+    assert lines[1].startswith("own thread:"), out
+    assert lines[2].startswith("after close:"), out
