@@ -579,11 +579,11 @@ def meta() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["ways-in"]:  # trio API vs blocking socket: tools/bench_sync.py
-        from bench_sync import main as ways_in
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["ways-in"]:  # trio API vs blocking socket: tools/bench_sync.py
+        import bench_sync
 
-        return ways_in(args[1:])
+        return bench_sync.main(argv[1:])
     ap = argparse.ArgumentParser(
         description=(__doc__ or "").splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
