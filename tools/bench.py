@@ -23,6 +23,8 @@ HTTP clients (tools/bench_http.py: http-wrk, http-ab, http-curl). Every
 namespace is created for one (run, scenario, MTU, server) and deleted after.
 `bench.py lossy ...` runs the sender-under-loss comparison instead
 (tools/bench_lossy.py). See docs/benchmarks.md.
+See docs/benchmarks.md. `bench.py ways-in [...]` runs tools/bench_sync.py
+(the trio API vs the blocking socket vs its socketpair bridge).
 """
 
 from __future__ import annotations
@@ -591,6 +593,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench_lossy import main as lossy_main
 
         return lossy_main(argv[1:])
+    if argv[:1] == ["ways-in"]:  # trio API vs blocking socket: tools/bench_sync.py
+        import bench_sync
+
+        return bench_sync.main(argv[1:])
     ap = argparse.ArgumentParser(
         description=(__doc__ or "").splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -15,6 +15,7 @@ import socket as _socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 
@@ -296,6 +297,36 @@ class Socket:
             await trio.lowlevel.checkpoint()
         return data
 
+    def readable(self) -> bool:
+        """True when recv() (or, listening, accept()) would not block: data,
+        EOF or an error is pending. For the blocking socket and trio adapters."""
+        if self._listening is not None:
+            return bool(self._listening.ready) or self._listening.closed
+        tcb = self._connected()
+        return bool(
+            tcb.rcvbuf
+            or tcb.read_closed
+            or tcb.fin_received
+            or tcb.error is not None
+            or tcb.state is State.CLOSED
+        )
+
+    async def wait_readable(self) -> None:
+        """Wait until readable() (no data is consumed)."""
+        while not self.readable():
+            if self._listening is not None:
+                await self._listening.lot.park()
+            else:
+                await self._connected().owner.lot.park()
+        await trio.lowlevel.checkpoint()
+
+    def writable(self) -> bool:
+        """True when send() would not block (space, or an error to raise)."""
+        tcb = self._connected()
+        return (
+            tcb.send_space() > 0 or tcb.error is not None or tcb.state not in SENDING
+        )
+
     async def wait_writable(self) -> None:
         tcb = self._connected()
         conn: Conn = tcb.owner
@@ -320,8 +351,16 @@ class Socket:
     async def close(self) -> None:
         """Close the socket. With SO_LINGER (on, 0) this aborts with RST; with
         (on, N) it waits up to N seconds for the peer to acknowledge our FIN."""
+        tcb = None if self._closed else self._tcb
+        self.close_nowait()
+        if tcb is not None and self._options.linger[0] and self._options.linger[1]:
+            await self._linger(tcb, float(self._options.linger[1]))
+        await trio.lowlevel.checkpoint()
+
+    def close_nowait(self) -> None:
+        """close() without waiting for SO_LINGER (trio's SocketType.close is
+        synchronous); the FIN or RST is sent all the same."""
         if self._closed:
-            await trio.lowlevel.checkpoint()
             return
         self._closed = True
         self._release_reservation()
@@ -338,9 +377,6 @@ class Socket:
                 tcb.close(now)
                 self._stack.note_app_close(tcb)
                 self._stack.kick(tcb)
-                if linger_on:
-                    await self._linger(tcb, float(linger_s))
-        await trio.lowlevel.checkpoint()
 
     async def _linger(self, tcb: Tcb, seconds: float) -> None:
         conn: Conn = tcb.owner
@@ -512,6 +548,12 @@ class Stack(_engine.Stack):
         sock.bind(("", port))
         sock.listen(backlog)
         return TcpListener(sock)
+
+    def async_httpx_transport(self, **options: Any) -> Any:
+        """An `httpx.AsyncHTTPTransport` over this stack (`ustack[httpx]`)."""
+        from ustack.adapters.httpx_transport import async_transport
+
+        return async_transport(self, **options)
 
 
 @asynccontextmanager

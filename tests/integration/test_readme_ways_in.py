@@ -1,0 +1,34 @@
+"""Every Python example in README's "Ways in" section runs, as printed."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from netns import Netns
+
+pytestmark = pytest.mark.integration
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def ways_in_examples() -> list[str]:
+    text = README.read_text()
+    section = text.split("## Ways in", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def test_readme_has_the_examples() -> None:
+    examples = ways_in_examples()
+    assert len(examples) >= 5, len(examples)
+
+
+@pytest.mark.parametrize("index", range(len(ways_in_examples())))
+def test_readme_example_runs(netns: Netns, tmp_path: Path, index: int) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(ways_in_examples()[index])
+    (tmp_path / "index.html").write_text("<p>served by the kernel side</p>\n")
+    out = netns.run(sys.executable, script, timeout=90, cwd=tmp_path)
+    assert out.stdout.strip(), out.stderr.decode()[-2000:]
