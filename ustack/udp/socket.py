@@ -114,8 +114,9 @@ class UdpSocket:
         return await self._send(bytes(data), dst)
 
     async def send(self, data: bytes | bytearray | memoryview) -> int:
-        binding = self._bound()
-        if binding.peer is None:
+        self._check_open()
+        binding = self._binding
+        if binding is None or binding.peer is None:
             raise os_error(errno.EDESTADDRREQ, "send() needs connect() first")
         return await self._send(bytes(data), binding.peer)
 
