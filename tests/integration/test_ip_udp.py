@@ -131,3 +131,5 @@ def test_ss_udp_lists_the_udp_services(ustack_up: UstackUp) -> None:
         ("UNCONN", f"{STACK}:7"),
         ("UNCONN", f"{STACK}:9"),
     }
+    text = stack.run(*ustack_command(), "ss", "-u", timeout=20).stdout.decode()
+    assert re.search(rf"UNCONN +0 +0 +{STACK}:7 +0\.0\.0\.0:\*", text), text

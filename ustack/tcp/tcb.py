@@ -473,7 +473,7 @@ class Tcb:
         """
         self.clock = now
         if self.state in (_SYN_SENT, _SYN_RECEIVED):
-            self._drop(code, "ICMP error during the handshake")
+            self._drop(code, "an ICMP error came back during the handshake")
         elif self.state is not _CLOSED:
             self.soft_error = code
         self._update_deadline()
