@@ -333,11 +333,14 @@ class Stack:
         tcb = self._conns.get((quoted.dst, dport, sport))
         if tcb is None or not tcb.icmp_acceptable(seq):
             return
+        was = tcb.state
         if err.mtu is not None:
             self.ip_layer.learn_mtu(quoted.dst, err.mtu, now)
             tcb.on_path_mtu(self.ip_layer.mtu_to(quoted.dst, now), now)
         else:
             tcb.on_icmp_error(err.errno, err.hard, now)
+        if was is State.SYN_RECEIVED and tcb.state is State.CLOSED:
+            self._on_passive_established(tcb)  # leaves the SYN queue
         self._after(tcb)
 
     def _input_tcp(self, src: bytes, seg: TcpSegment, now: float) -> None:

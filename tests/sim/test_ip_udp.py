@@ -249,3 +249,49 @@ async def test_host_unreachable_fails_connect_at_once(
             await net.a.connect((B_IP, 80))
     assert info.value.errno == errno.EHOSTUNREACH
     assert trio.current_time() - start < 1.0  # virtual time: before any retry
+
+
+async def test_icmp_error_ends_a_half_open_connection(
+    net: Net, autojump_clock: MockClock
+) -> None:
+    """A passive TCB in SYN_RECEIVED that learns its SYN-ACK cannot reach
+    the client is dropped, and leaves the listener's SYN queue."""
+    await net.b.listen(80)
+    net.link_b.sent = []
+    net.link_b.filter = lambda packet: []  # the SYN-ACK goes nowhere
+    sock = net.a.socket()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sock.connect, (B_IP, 80))
+        await trio.sleep(0.1)
+        (listening,) = net.b.listeners()
+        assert listening.half_open == 1
+        synack = net.link_b.sent[0]
+        message = error_message(DEST_UNREACHABLE, 1, 0, synack)
+        net.link_b.inject(build_icmp_packet(bytes([10, 0, 0, 254]), B, message, 1))
+        await trio.sleep(0.1)
+        assert listening.half_open == 0
+        assert not list(net.b.connections())
+        nursery.cancel_scope.cancel()
+    await sock.close()
+
+
+async def test_udp_echo_service_never_answers_small_service_ports(
+    net: Net, autojump_clock: MockClock
+) -> None:
+    from ustack.services.udp import serve_udp_echo
+
+    endpoint = await net.b.udp_bind(7)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_udp_echo, endpoint)
+        looped = net.a.udp_socket()
+        looped.bind(("", 19))  # chargen's port: an echo loop in the making
+        await looped.sendto(b"loop?", (B_IP, 7))
+        fine = net.a.udp_socket()
+        await fine.sendto(b"hi", (B_IP, 7))
+        assert await fine.recv() == b"hi"
+        with trio.move_on_after(1.0) as scope:
+            await looped.recv()
+        assert scope.cancelled_caught
+        nursery.cancel_scope.cancel()
+    await looped.close()
+    await fine.close()

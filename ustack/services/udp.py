@@ -10,11 +10,17 @@ import trio
 
 # Services that also exist over UDP, and their well-known ports.
 UDP_SERVICES: dict[str, int] = {"echo": 7, "discard": 9}
+# Sources never answered: port 0, and the small services that would answer
+# back (echo, discard, daytime, qotd, chargen): one spoofed datagram between
+# two such services would otherwise bounce forever (as inetd's loop check).
+_NO_REPLY_PORTS = frozenset({0, 7, 9, 13, 17, 19})
 
 
 async def serve_udp_echo(endpoint: trio.abc.Channel[Any]) -> None:
     """Send every datagram back to where it came from (RFC 862)."""
     async for datagram in endpoint:
+        if datagram[1][1] in _NO_REPLY_PORTS:
+            continue
         # An error for one client (none expected: the socket is unconnected)
         # must not stop the service, nor cost a log line per datagram.
         with contextlib.suppress(OSError):
