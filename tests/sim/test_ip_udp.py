@@ -295,3 +295,19 @@ async def test_udp_echo_service_never_answers_small_service_ports(
         nursery.cancel_scope.cancel()
     await looped.close()
     await fine.close()
+
+
+async def test_no_icmp_error_about_an_icmp_error(
+    net: Net, autojump_clock: MockClock
+) -> None:
+    """A fragmented ICMP error that never completes times out silently
+    (RFC 1122 3.2.2), while a fragmented echo request gets Time Exceeded."""
+    net.link_b.sent = []
+    error = error_message(DEST_UNREACHABLE, 3, 0, bytes(3000))
+    echo = bytes([8, 0, 0, 0]) + bytes(3000)  # an echo request's start
+    for ident, message in ((1, error), (2, echo)):
+        first, *_ = ipv4_packets(A, B, 1, message + bytes(3000), ident, 1500)
+        net.link_b.inject(first)
+    await trio.sleep(31.0)
+    assert net.b.counters["ReasmTimeout"] == 2
+    assert icmp_sent(net.link_b.sent) == [(TIME_EXCEEDED, 1)]

@@ -41,6 +41,8 @@ _IN_NAMES = {
     ECHO_REQUEST: "IcmpInEchos",
     0: "IcmpInEchoReps",
 }
+# ICMP queries and replies (RFC 792): echo, timestamp, information, mask.
+_QUERY_TYPES = frozenset({0, 8, 13, 14, 15, 16, 17, 18})
 _OUT_NAMES = {
     DEST_UNREACHABLE: "IcmpOutDestUnreachs",
     TIME_EXCEEDED: "IcmpOutTimeExcds",
@@ -49,6 +51,17 @@ _OUT_NAMES = {
 
 def _ignore_error(err: IcmpError, now: float) -> None:
     pass
+
+
+def _is_icmp_error(packet: bytes | memoryview) -> bool:
+    """Whether `packet` carries an ICMP error (or an unknown ICMP type, which
+    Linux treats the same way)."""
+    if len(packet) < 21 or packet[9] != PROTO_ICMP:
+        return False
+    ihl = (packet[0] & 0xF) * 4
+    if len(packet) <= ihl:
+        return True
+    return packet[ihl] not in _QUERY_TYPES
 
 
 class IpLayer:
@@ -181,6 +194,8 @@ class IpLayer:
     ) -> None:
         """An ICMP error about `original` (a packet we received), within
         Linux's rate limits; PMTU messages are never limited (as Linux)."""
+        if _is_icmp_error(original):
+            return  # never an error about an error (RFC 1122 3.2.2)
         pmtu = typ == DEST_UNREACHABLE and code == FRAGMENTATION_NEEDED
         if not pmtu:
             limited = self.ratelimit.check(dst, now)
