@@ -645,7 +645,8 @@ class Stack:
         for tap in self.taps:
             tap(True, packet, now)
 
-    def _next_ident(self) -> int:
+    def _next_ident(self, dst: bytes) -> int:
+        """The IP ID of a datagram to `dst` without DF (fragmentable)."""
         self._ident = (self._ident + 1) & 0xFFFF
         return self._ident
 

@@ -72,7 +72,7 @@ class IpLayer:
         settings: Settings,
         counters: Counter[str],
         write: Callable[[bytes], None],
-        next_ident: Callable[[], int],
+        next_ident: Callable[[bytes], int],
     ) -> None:
         self.ip = ip
         self.mtu = mtu  # the link's MTU
@@ -174,9 +174,11 @@ class IpLayer:
 
     def send(self, dst: bytes, proto: int, payload: bytes, now: float) -> None:
         """A datagram of `proto`, fragmented to the path MTU if need be."""
-        packets = ipv4_packets(
-            self.ip, dst, proto, payload, self._next_ident(), self.mtu_to(dst, now)
-        )
+        mtu = self.mtu_to(dst, now)
+        # A datagram that fits goes with DF, whose ID may be 0 (RFC 6864
+        # 4.1); fragments need an ID unique towards `dst` (next_ident).
+        ident = 0 if len(payload) + 20 <= mtu else self._next_ident(dst)
+        packets = ipv4_packets(self.ip, dst, proto, payload, ident, mtu)
         if len(packets) > 1:
             self.counters["FragOKs"] += 1
             self.counters["FragCreates"] += len(packets)
