@@ -1,11 +1,11 @@
 """The stack's side of UDP: bound ports, demultiplexing, receive queues.
 
-One `UdpBinding` per socket. A datagram goes to the socket connected to its
-source if there is one, else to the socket bound to the port without a peer
-(as Linux scores a connected socket above a wildcard one); nobody means
-port unreachable (RFC 1122 4.1.3.1). Receive queues are bounded in bytes
-like Linux's SO_RCVBUF: a datagram that does not fit is dropped and counted
-(UdpRcvbufErrors), so a slow reader cannot make the stack grow.
+One `UdpBinding` per socket, one socket per port (no SO_REUSEADDR/PORT). A
+datagram goes to the socket bound to its port, unless that socket is
+connected to another peer; nobody means port unreachable (RFC 1122 4.1.3.1).
+Receive queues are bounded in bytes like Linux's SO_RCVBUF: a datagram that
+does not fit is dropped and counted (UdpRcvbufErrors), so a slow reader
+cannot make the stack grow.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class UdpTable:
         self.settings = settings
         self.counters = counters
         self._send_ip = send_ip
-        self._ports: dict[int, list[UdpBinding]] = {}
+        self._ports: dict[int, UdpBinding] = {}
         self._rng = random.SystemRandom()
 
     # -- ports --------------------------------------------------------------
@@ -79,16 +79,13 @@ class UdpTable:
         elif port in self._ports:
             raise os_error(errno.EADDRINUSE, f"UDP port {port} is in use")
         binding = UdpBinding(port, self.settings.udp_rcvbuf)
-        self._ports[port] = [binding]
+        self._ports[port] = binding
         return binding
 
     def unbind(self, binding: UdpBinding) -> None:
         binding.closed = True
-        bound = self._ports.get(binding.port)
-        if bound is not None and binding in bound:
-            bound.remove(binding)
-            if not bound:
-                del self._ports[binding.port]
+        if self._ports.get(binding.port) is binding:
+            del self._ports[binding.port]
         binding.queue.clear()
         binding.queued = 0
         binding.lot.unpark_all()
@@ -104,7 +101,7 @@ class UdpTable:
         raise os_error(errno.EADDRNOTAVAIL, "no free ephemeral UDP port")
 
     def bindings(self) -> Iterator[UdpBinding]:
-        return iter([b for bound in self._ports.values() for b in bound])
+        return iter(list(self._ports.values()))
 
     # -- input --------------------------------------------------------------
 
@@ -135,13 +132,10 @@ class UdpTable:
         return True
 
     def _lookup(self, src: bytes, sport: int, dport: int) -> UdpBinding | None:
-        bound = self._ports.get(dport)
-        if not bound:
-            return None
-        for binding in bound:
-            if binding.peer is None or binding.peer == (src, sport):
-                return binding
-        return None
+        binding = self._ports.get(dport)
+        if binding is None or binding.peer not in (None, (src, sport)):
+            return None  # a connected socket hears only its peer
+        return binding
 
     def on_icmp_error(self, err: IcmpError) -> None:
         """Linux (__udp4_lib_err): a connected socket learns hard errors
@@ -149,10 +143,10 @@ class UdpTable:
         transport = err.quoted.transport
         sport = int.from_bytes(transport[0:2], "big")
         dport = int.from_bytes(transport[2:4], "big")
-        for binding in self._ports.get(sport, ()):
-            if binding.peer == (err.quoted.dst, dport) and err.hard:
-                binding.error = err.errno
-                binding.lot.unpark_all()
+        binding = self._ports.get(sport)
+        if binding is not None and err.hard and binding.peer == (err.quoted.dst, dport):
+            binding.error = err.errno
+            binding.lot.unpark_all()
 
     # -- output -------------------------------------------------------------
 
