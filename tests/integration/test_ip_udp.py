@@ -44,7 +44,7 @@ def test_ping_with_3000_bytes_is_answered(ustack_up: UstackUp) -> None:
 def test_udp_echo_round_trip_with_nc(ustack_up: UstackUp) -> None:
     stack = ustack_up()
     out = stack.run(
-        "nc", "-u", "-w", "1", STACK, "7", input=b"hello over udp\n", timeout=20
+        "nc", "-u", "-w", "3", STACK, "7", input=b"hello over udp\n", timeout=20
     )
     assert out.stdout == b"hello over udp\n"
     counters = stats(stack)
@@ -102,10 +102,10 @@ def test_big_udp_datagram_echoed_in_fragments(ustack_up: UstackUp) -> None:
 UNKNOWN_PROTOCOL = textwrap.dedent(
     """
     import socket, sys
+    icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    icmp.settimeout(5)  # listening before sending: the answer cannot be missed
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 253)  # RFC 3692 testing
     s.sendto(b"experiment", (sys.argv[1], 0))
-    icmp = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-    icmp.settimeout(5)
     while True:
         packet = icmp.recv(2048)
         ihl = (packet[0] & 15) * 4

@@ -76,7 +76,8 @@ async def run_services(
             listener = await stack.listen(SERVICES[name], backlog=backlog)
             serve = partial(serve_service, keepalive=keepalive)
             await nursery.start(serve, name, listener, http_root)
-        await nursery.start(run_udp_services, stack, names)  # echo, discard
+        if hasattr(stack, "udp_bind"):  # stand-ins for a Stack may be TCP only
+            await nursery.start(run_udp_services, stack, names)  # echo, discard
         task_status.started()
 
 
