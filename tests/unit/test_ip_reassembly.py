@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ustack.ip.fragment import ipv4_packets
-from ustack.ip.reassembly import Reassembler
+from ustack.ip.reassembly import FRAGMENT_OVERHEAD, Reassembler
 from ustack.wire.ipv4 import parse_ipv4
 
 SRC = bytes([10, 0, 0, 1])
@@ -111,12 +111,13 @@ def test_timeout_drops_and_reports_the_first_fragment() -> None:
 
 
 def test_memory_bound_refuses_new_fragments() -> None:
-    r = Reassembler(Counter(), high_thresh=10_000)
+    cost = 1000 + FRAGMENT_OVERHEAD
+    r = Reassembler(Counter(), high_thresh=10 * cost)
     for ident in range(10):
         r.add((SRC, DST, 17, ident), MF, bytes(1000), b"", 0.0)
-    assert r.held == 10_000
+    assert r.held == 10 * cost
     assert r.add((SRC, DST, 17, 99), MF, bytes(8), b"", 0.0) is None
-    assert r.counters["ReasmFails"] == 1 and r.held == 10_000
+    assert r.counters["ReasmFails"] == 1 and r.held == 10 * cost
     r.expire(31.0)  # space comes back when datagrams time out
     assert r.held == 0
     assert r.add((SRC, DST, 17, 99), 0, bytes(8), b"", 31.0) == (bytes(8), b"")
@@ -147,3 +148,11 @@ def test_a_datagram_that_fits_goes_whole_with_df() -> None:
     (packet,) = ipv4_packets(SRC, DST, 1, bytes(1480), 1, mtu=1500)
     assert len(packet) == 1500 and packet[6] & 0x40  # DF
     assert parse_ipv4(packet).payload == bytes(1480)
+
+
+def test_tiny_fragments_are_charged_their_overhead() -> None:
+    r = Reassembler(Counter(), high_thresh=100 * (8 + FRAGMENT_OVERHEAD))
+    for ident in range(1000):  # a flood of 8-byte first fragments
+        r.add((SRC, DST, 17, ident), MF, bytes(8), b"", 0.0)
+    assert len(r) == 100
+    assert r.counters["ReasmFails"] == 900

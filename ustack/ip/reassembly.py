@@ -15,6 +15,10 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 FragKey = tuple[bytes, bytes, int, int]  # src, dst, protocol, identification
+# What one held fragment costs beyond its payload (its objects), charged
+# against `high_thresh` as Linux charges skb->truesize, so floods of tiny
+# fragments are bounded in memory, not only in payload bytes.
+FRAGMENT_OVERHEAD = 128
 _MF = 0x2000
 _OFFSET = 0x1FFF
 
@@ -23,7 +27,7 @@ _OFFSET = 0x1FFF
 class _Datagram:
     deadline: float
     pieces: dict[int, bytes] = field(default_factory=dict)  # offset -> data
-    held: int = 0
+    held: int = 0  # payload bytes
     total: int | None = None  # payload length, known once the last piece came
     first_packet: bytes = b""  # offset-0 fragment's start, to quote in ICMP
 
@@ -49,7 +53,7 @@ class Reassembler:
         self.high_thresh = high_thresh
         self.timeout = timeout
         self.max_frags = max_frags
-        self.held = 0  # payload bytes held in all queues
+        self.held = 0  # bytes charged for all queues (payload + overhead)
         # Insertion order is deadline order (every datagram lives `timeout`).
         self._queues: OrderedDict[FragKey, _Datagram] = OrderedDict()
 
@@ -87,12 +91,12 @@ class Reassembler:
             self._fail(key, queue)
             return None
         if queue is None:
-            if self.held + len(data) > self.high_thresh:
+            if self.held + len(data) + FRAGMENT_OVERHEAD > self.high_thresh:
                 counters["ReasmFails"] += 1  # out of room: refuse (Linux)
                 return None
             queue = _Datagram(now + self.timeout)
             self._queues[key] = queue
-        elif self.held + len(data) > self.high_thresh:
+        elif self.held + len(data) + FRAGMENT_OVERHEAD > self.high_thresh:
             self._fail(key, queue)
             return None
         if queue.pieces.get(offset) == data and (more or queue.total == end):
@@ -114,14 +118,14 @@ class Reassembler:
             return None
         queue.pieces[offset] = data
         queue.held += len(data)
-        self.held += len(data)
+        self.held += len(data) + FRAGMENT_OVERHEAD
         if offset == 0:
             queue.first_packet = packet_start
         if queue.total is None or queue.held != queue.total:
             return None
         # No overlaps and the bytes add up to the total: no holes remain.
         del self._queues[key]
-        self.held -= queue.held
+        self.held -= _charge(queue)
         counters["ReasmOKs"] += 1
         payload = b"".join(queue.pieces[start] for start in sorted(queue.pieces))
         return payload, queue.first_packet
@@ -135,7 +139,7 @@ class Reassembler:
             if datagram.deadline > now:
                 break
             del queues[key]
-            self.held -= datagram.held
+            self.held -= _charge(datagram)
             self.counters["ReasmTimeout"] += 1
             self.counters["ReasmFails"] += 1
             gone.append(Expired(key[0], datagram.first_packet or None))
@@ -145,4 +149,8 @@ class Reassembler:
         self.counters["ReasmFails"] += 1
         if queue is not None:
             del self._queues[key]
-            self.held -= queue.held
+            self.held -= _charge(queue)
+
+
+def _charge(datagram: _Datagram) -> int:
+    return datagram.held + len(datagram.pieces) * FRAGMENT_OVERHEAD
