@@ -15,7 +15,7 @@ import socket as _socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -26,6 +26,9 @@ from ustack.sockopts import SocketOptions
 from ustack.stack import Conn, Listening
 from ustack.tcp.state import SENDING, State
 from ustack.tcp.tcb import Tcb
+
+if TYPE_CHECKING:
+    from ustack.udp.socket import UdpConnection, UdpEndpoint, UdpSocket
 
 DEFAULT_RECEIVE_SIZE = 65536
 
@@ -548,6 +551,24 @@ class Stack(_engine.Stack):
         sock.bind(("", port))
         sock.listen(backlog)
         return TcpListener(sock)
+
+    def udp_socket(self) -> UdpSocket:
+        """A UDP socket (stdlib names: bind, sendto, recvfrom, connect, ...)."""
+        from ustack.udp.socket import UdpSocket
+
+        return UdpSocket(self)
+
+    async def udp_bind(self, port: int = 0) -> UdpEndpoint:
+        """A UDP port as a trio Channel of (data, (host, port)) datagrams."""
+        from ustack.udp.socket import UdpEndpoint
+
+        return await UdpEndpoint.open(self, port)
+
+    async def udp_connect(self, address: tuple[str, int]) -> UdpConnection:
+        """A connected UDP socket as a trio Channel of bytes."""
+        from ustack.udp.socket import UdpConnection
+
+        return await UdpConnection.open(self, address)
 
     def async_httpx_transport(self, **options: Any) -> Any:
         """An `httpx.AsyncHTTPTransport` over this stack (`ustack[httpx]`)."""

@@ -70,6 +70,23 @@ class Settings:
     sack: bool = True
     # SYN cookies when a listener's SYN queue is full (net.ipv4.tcp_syncookies=1).
     syncookies: bool = True
+    # IP layer (issue 13). Reassembly: net.ipv4.ipfrag_high_thresh (bytes
+    # held at most), ipfrag_time (seconds per datagram), and at most this
+    # many fragments per datagram.
+    ipfrag_high_thresh: int = 4 << 20
+    ipfrag_time: float = 30.0
+    ipfrag_max_frags: int = 64
+    # Path MTU discovery (RFC 1191): net.ipv4.route.min_pmtu (floor) and
+    # mtu_expires (seconds a learned path MTU is kept).
+    min_pmtu: int = 552
+    mtu_expires: float = 600.0
+    # ICMP errors we send: net.ipv4.icmp_ratelimit (seconds between messages
+    # to one destination, burst 6), icmp_msgs_per_sec and icmp_msgs_burst.
+    icmp_ratelimit: float = 1.0
+    icmp_msgs_per_sec: int = 1000
+    icmp_msgs_burst: int = 50
+    # A UDP socket's receive buffer (net.core.rmem_default), bytes.
+    udp_rcvbuf: int = 212992
     # Grace period for orderly close when the stack shuts down.
     shutdown_grace: float = 2.0
     # net.ipv4.tcp_congestion_control: "cubic" (RFC 9438 with HyStart++,

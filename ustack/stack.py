@@ -16,6 +16,7 @@ import ipaddress
 import itertools
 import math
 import random
+import struct
 import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -25,6 +26,8 @@ import trio
 
 from ustack.config import Settings
 from ustack.errors import os_error
+from ustack.ip.icmp_errors import IcmpError
+from ustack.ip.layer import IpLayer
 from ustack.link import vnet
 from ustack.link.base import Link
 from ustack.sockopts import SocketOptions
@@ -33,7 +36,8 @@ from ustack.tcp.state import State
 from ustack.tcp.syncookie import SynCookies
 from ustack.tcp.tcb import DEFAULT_MSS, Tcb, reset_for
 from ustack.tcp.timewait import TimeWait, TimeWaitTable
-from ustack.wire.icmp import ECHO_REQUEST, echo_reply_packet, parse_icmp
+from ustack.udp.table import UdpTable
+from ustack.wire.icmp import DEST_UNREACHABLE, PORT_UNREACHABLE, PROTOCOL_UNREACHABLE
 from ustack.wire.ipv4 import (
     PROTO_ICMP,
     PROTO_TCP,
@@ -42,9 +46,11 @@ from ustack.wire.ipv4 import (
     with_full_tcp_checksum,
 )
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, WireError, parse_tcp
+from ustack.wire.udp import PROTO_UDP
 
 Key = tuple[bytes, int, int]  # (remote ip, remote port, local port)
 BATCH = 256  # packets read per wake-up before the TCBs are flushed
+_PORTS_SEQ = struct.Struct("!HHI")  # a quoted TCP header's first 8 bytes
 
 
 class Conn:
@@ -165,6 +171,19 @@ class Stack:
         # Timer observers (debug logging): observer(tcb, timer_name, now), with
         # timer_name one of retransmit, persist, fin_wait2, delack, keepalive.
         self.timer_observers: list[Callable[[Tcb, str, float], None]] = []
+        # Fragments, ICMP and path MTU; UDP sockets (ustack.ip, ustack.udp).
+        self.ip_layer = IpLayer(
+            self.ip_bytes,
+            link.mtu,
+            self.settings,
+            self.counters,
+            self._write,
+            self._next_ident,
+        )
+        self.ip_layer.on_error = self._on_icmp_error
+        self.udp = UdpTable(
+            self.ip_bytes, self.settings, self.counters, self._send_datagram
+        )
 
     # ------------------------------------------------------------------
     # Lifecycle
@@ -217,6 +236,9 @@ class Stack:
             tw_deadline = self._timewait.next_deadline()
             if tw_deadline < deadline:
                 deadline = tw_deadline
+            ip_deadline = self.ip_layer.deadline
+            if ip_deadline is not None and ip_deadline < deadline:
+                deadline = ip_deadline
             with trio.CancelScope(deadline=deadline) as scope:
                 self._wait_scope = scope
                 await link.wait_readable()
@@ -263,7 +285,7 @@ class Stack:
         counters = self.counters
         counters["InReceives"] += 1
         try:
-            ip = parse_ipv4(packet)
+            ip = parse_ipv4(packet, fragments=True)
         except WireError as exc:
             counters["InHdrErrors." + exc.reason] += 1
             return
@@ -277,6 +299,12 @@ class Stack:
         if first == 0 or first == 127 or first >= 224 or src in self._bad_sources:
             counters["InAddrErrors.bad_source"] += 1
             return
+        if ip.frag:  # RFC 791 3.2: reassemble, then deliver the whole
+            whole = self.ip_layer.reassemble(ip, packet, now)
+            if whole is None:
+                return
+            ip, packet = whole
+            verify = True
         if ip.proto == PROTO_TCP:
             try:
                 seg = parse_tcp(ip.payload, ip.src, ip.dst, verify)
@@ -288,22 +316,50 @@ class Stack:
                 return
             counters["InSegs"] += 1
             self._input_tcp(ip.src, seg, now)
+        elif ip.proto == PROTO_UDP:
+            if not self.udp.input(src, ip.payload, verify):
+                self._unreachable(src, packet, PORT_UNREACHABLE, now)
         elif ip.proto == PROTO_ICMP:
-            self._input_icmp(ip.src, ip.payload)
+            self.ip_layer.input_icmp(src, ip.payload, now)
         else:
             counters["InUnknownProtos"] += 1
+            self._unreachable(src, packet, PROTOCOL_UNREACHABLE, now)
 
-    def _input_icmp(self, src: bytes, payload: bytes | memoryview) -> None:
-        try:
-            msg = parse_icmp(payload)
-        except WireError as exc:
-            self.counters["IcmpInErrors." + exc.reason] += 1
+    def _unreachable(
+        self, src: bytes, packet: bytes | memoryview, code: int, now: float
+    ) -> None:
+        """RFC 1122 3.2.2.1 / 4.1.3.1: port or protocol unreachable."""
+        self.ip_layer.send_error(src, packet, DEST_UNREACHABLE, code, now)
+
+    def _send_datagram(self, dst: bytes, proto: int, payload: bytes) -> None:
+        self.ip_layer.send(dst, proto, payload, trio.current_time())
+
+    def _on_icmp_error(self, err: IcmpError, now: float) -> None:
+        """An ICMP error about one of our packets: learn the path MTU, then
+        hand it to the connection or socket the quoted header names."""
+        quoted = err.quoted
+        if quoted.proto == PROTO_UDP:
+            if err.mtu is not None:
+                self.ip_layer.learn_mtu(quoted.dst, err.mtu, now)
+            self.udp.on_icmp_error(err)
             return
-        if msg.type == ECHO_REQUEST:
-            self._write(
-                echo_reply_packet(self.ip_bytes, src, payload, self._next_ident())
-            )
-            self.counters["IcmpOutEchoReps"] += 1
+        if quoted.proto != PROTO_TCP:
+            if err.mtu is not None:
+                self.ip_layer.learn_mtu(quoted.dst, err.mtu, now)
+            return
+        sport, dport, seq = _PORTS_SEQ.unpack_from(quoted.transport)
+        tcb = self._conns.get((quoted.dst, dport, sport))
+        if tcb is None or not tcb.icmp_acceptable(seq):
+            return
+        was = tcb.state
+        if err.mtu is not None:
+            self.ip_layer.learn_mtu(quoted.dst, err.mtu, now)
+            tcb.on_path_mtu(self.ip_layer.mtu_to(quoted.dst, now), now)
+        else:
+            tcb.on_icmp_error(err.errno, err.hard, now)
+        if was is State.SYN_RECEIVED and tcb.state is State.CLOSED:
+            self._on_passive_established(tcb)  # leaves the SYN queue
+        self._after(tcb)
 
     def _input_tcp(
         self, src: bytes, seg: TcpSegment, now: float, iss: int | None = None
@@ -402,7 +458,7 @@ class Stack:
             (self.ip_bytes, local_port),
             (remote_ip, remote_port),
             iss,
-            self.mss,
+            self.ip_layer.mtu_to(remote_ip, now) - 40,  # RFC 1191 path MTU
             now,
             self.counters,
         )
@@ -505,6 +561,9 @@ class Stack:
     def _run_timers(self, now: float) -> None:
         if self._timewait.next_deadline() <= now:
             self._expire_time_wait(now)
+        ip_deadline = self.ip_layer.deadline
+        if ip_deadline is not None and ip_deadline <= now:
+            self.ip_layer.expire(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, tcb = heapq.heappop(heap)
@@ -614,7 +673,8 @@ class Stack:
         for tap in self.taps:
             tap(True, packet, now)
 
-    def _next_ident(self) -> int:
+    def _next_ident(self, dst: bytes) -> int:
+        """The IP ID of a datagram to `dst` without DF (fragmentable)."""
         self._ident = (self._ident + 1) & 0xFFFF
         return self._ident
 

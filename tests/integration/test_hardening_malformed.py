@@ -130,8 +130,9 @@ DROPPED_AS = {
     "opt_zero_len": "InErrs.bad_opt",
     "opt_len_past_header": "InErrs.bad_opt",
     "opt_unknown_past_header": "InErrs.bad_opt",
-    "frag_mf": "InHdrErrors.fragment",
-    "frag_offset": "InHdrErrors.fragment",
+    # Fragments now go to reassembly (issue 13); each one counts there.
+    "frag_mf": "ReasmReqds",
+    "frag_offset": "ReasmReqds",
 }
 
 

@@ -98,6 +98,12 @@ def test_parse_accepts_memoryview_and_bytearray() -> None:
     assert bytes(parse_ipv4(bytearray(pkt)).payload) == b"abc"
 
 
+def test_fragments_parse_when_asked() -> None:
+    ip = parse_ipv4(ip_header(frag=0x2000 | 3), fragments=True)
+    assert ip.frag == 0x2000 | 3
+    assert parse_ipv4(ip_header(frag=0x4000), fragments=True).frag == 0  # DF only
+
+
 def test_df_is_not_a_fragment() -> None:
     assert parse_ipv4(ip_header(frag=0x4000)).proto == 17
     assert parse_ipv4(ip_header(frag=0)).proto == 17

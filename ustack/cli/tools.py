@@ -67,6 +67,9 @@ def add_commands(sub: Any, stack_parent: argparse.ArgumentParser) -> None:
     ss.add_argument("--state", help="only this state, e.g. time-wait, estab, listen")
     ss.add_argument("--port", type=int, help="only connections with this port")
     ss.add_argument("--json", action="store_true", help="JSON for scripts")
+    ss.add_argument(
+        "-u", "--udp", action="store_true", help="UDP sockets instead of TCP"
+    )
     ss.set_defaults(func=ss_command, set=[])
 
     stats = sub.add_parser(
@@ -241,9 +244,11 @@ async def ss_command(args: argparse.Namespace, settings: Settings) -> int:
 
     state = normalize_state(args.state) if args.state else None
     reply = await request(control_path_for(args), {"cmd": "ss"})
-    rows = filter_rows(
-        list(reply["listeners"]) + list(reply["connections"]), state, args.port
-    )
+    if args.udp:
+        found = list(reply.get("udp", []))
+    else:
+        found = list(reply["listeners"]) + list(reply["connections"])
+    rows = filter_rows(found, state, args.port)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

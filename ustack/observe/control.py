@@ -7,7 +7,7 @@ namespace, and /run is shared between them). The protocol is line-delimited
 JSON: the client sends one request line, the server answers
 
     {"cmd": "ss"}     -> {"ok": true, "ip": ..., "connections": [...],
-                          "listeners": [...]}            (one line, then EOF)
+                          "listeners": [...], "udp": [...]}  (one line, then EOF)
     {"cmd": "stats"}  -> {"ok": true, "counters": {...}} (one line, then EOF)
     {"cmd": "trace", "port": 80 | null}
                       -> {"event": "hello", "ip": ...} then one line per event
@@ -38,7 +38,12 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ustack.errors import SetupError
-from ustack.observe.introspect import connection_rows, counter_rows, listener_rows
+from ustack.observe.introspect import (
+    connection_rows,
+    counter_rows,
+    listener_rows,
+    udp_rows,
+)
 
 if TYPE_CHECKING:
     from ustack.stack import Stack
@@ -199,6 +204,7 @@ class ControlServer:
                 "ip": stack.ip,
                 "connections": connection_rows(stack, now),
                 "listeners": listener_rows(stack),
+                "udp": udp_rows(stack),
             }
         if cmd == "stats":
             return {

@@ -43,6 +43,26 @@ STANDARD_COUNTERS = (
     "TCPDSACKUndo",
     "TCPDSACKRecv",
     "TCPDSACKOldSent",
+    # IP, ICMP and UDP (issue 13), as nstat names them.
+    "InUnknownProtos",
+    "ReasmReqds",
+    "ReasmOKs",
+    "ReasmFails",
+    "ReasmTimeout",
+    "FragOKs",
+    "FragCreates",
+    "IcmpInMsgs",
+    "IcmpInErrors",
+    "IcmpInDestUnreachs",
+    "IcmpInEchos",
+    "IcmpOutMsgs",
+    "IcmpOutDestUnreachs",
+    "IcmpOutEchoReps",
+    "UdpInDatagrams",
+    "UdpNoPorts",
+    "UdpInErrors",
+    "UdpRcvbufErrors",
+    "UdpOutDatagrams",
 )
 
 
@@ -155,6 +175,28 @@ def listener_rows(stack: Stack) -> list[dict[str, Any]]:
     return rows
 
 
+def udp_rows(stack: Stack) -> list[dict[str, Any]]:
+    """UDP sockets like `ss -uan`: UNCONN (bound) or ESTAB (connected);
+    Recv-Q is the payload bytes waiting to be read."""
+    rows: list[dict[str, Any]] = []
+    for binding in stack.udp.bindings():
+        peer = binding.peer
+        rows.append(
+            {
+                "proto": "udp",
+                "state": "UNCONN" if peer is None else "ESTAB",
+                "recv_q": sum(len(data) for data, _ in binding.queue),
+                "send_q": 0,
+                "local": f"{stack.ip}:{binding.port}",
+                "peer": "0.0.0.0:*" if peer is None else addr(peer[0], peer[1]),
+                "datagrams": len(binding.queue),
+                "rcvbuf": binding.rcvbuf,
+            }
+        )
+    rows.sort(key=lambda r: (_sort_key(r["local"]), _sort_key(r["peer"])))
+    return rows
+
+
 def counter_rows(counters: Mapping[str, int]) -> dict[str, int]:
     """Counters by name, sorted, with the standard ones present even at 0."""
     merged = {name: 0 for name in STANDARD_COUNTERS}
@@ -188,6 +230,8 @@ STATE_ALIASES = {
     "time-wait": "TIME-WAIT",
     "listen": "LISTEN",
     "listening": "LISTEN",
+    "unconn": "UNCONN",
+    "unconnected": "UNCONN",
 }
 
 
@@ -224,6 +268,8 @@ def timer_text(row: Mapping[str, Any]) -> str:
 
 def info_text(row: Mapping[str, Any]) -> str:
     """The `ss -i` part: rto, rtt, cwnd, retrans (and orphan)."""
+    if row.get("proto") == "udp":
+        return f"datagrams:{row['datagrams']} rcvbuf:{row['rcvbuf']}"
     if row["state"] == "LISTEN":
         return f"accept_queue:{row['accept_queue']} syn_queue:{row['syn_queue']}"
     if row.get("rto") is None:  # a TIME_WAIT record: nothing more to say

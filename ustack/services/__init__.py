@@ -22,6 +22,7 @@ from .simple import (
     serve_discard,
     serve_echo,
 )
+from .udp import UDP_SERVICES, run_udp_services
 
 # name -> well-known port
 SERVICES: dict[str, int] = {"echo": 7, "discard": 9, "chargen": 19, "http": 80}
@@ -75,12 +76,15 @@ async def run_services(
             listener = await stack.listen(SERVICES[name], backlog=backlog)
             serve = partial(serve_service, keepalive=keepalive)
             await nursery.start(serve, name, listener, http_root)
+        if hasattr(stack, "udp_bind"):  # stand-ins for a Stack may be TCP only
+            await nursery.start(run_udp_services, stack, names)  # echo, discard
         task_status.started()
 
 
 __all__ = [
     "CHARGEN_CYCLE",
     "SERVICES",
+    "UDP_SERVICES",
     "HttpService",
     "guarded",
     "handle_chargen",
@@ -90,6 +94,7 @@ __all__ = [
     "make_handler",
     "pattern_bytes",
     "run_services",
+    "run_udp_services",
     "serve_chargen",
     "serve_discard",
     "serve_echo",

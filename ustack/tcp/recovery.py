@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from enum import IntEnum
 
-from ustack.tcp.cc.base import CongestionControl
+from ustack.tcp.cc.base import INITIAL_SSTHRESH, CongestionControl
 from ustack.tcp.prr import Prr
 from ustack.tcp.rack import DUPTHRESH, Rack
 from ustack.tcp.rtxq import RetransmitQueue, Sent
@@ -473,6 +473,24 @@ class LossRecovery:
             cc.cwnd = max(cc.ssthresh, cc.mss)
             self.counters["TCPLossProbeRecovery"] += 1
         elif not (acked or sacked or is_dupack):
+            self.tlp_high = None
+
+    def on_mtu_reduced(self, mss: int) -> None:
+        """The path MTU fell (RFC 1191): what went out larger than `mss` was
+        dropped on the way. Resend it at the new size without a congestion
+        response (Linux tcp_simple_retransmit: Loss state, cwnd kept)."""
+        q = self.queue
+        marked = False
+        for rec in q.recs:
+            if rec.end - rec.start > mss and q.mark_lost(rec):
+                marked = True
+        if marked and self.state is not CaState.LOSS:
+            cc = self.cc
+            if cc.ssthresh < INITIAL_SSTHRESH:
+                cc.ssthresh = max(cc.ssthresh, cc.cwnd * 3 // 4)
+            self.state = CaState.LOSS
+            self.high_seq = q.nxt
+            self.undo_marker = self.frto = False
             self.tlp_high = None
 
     # ------------------------------------------------------------- misc

@@ -100,6 +100,7 @@ class Tcb:
         "read_closed",
         "app_closed",
         "error",
+        "soft_error",
         "rto",
         "rtt_seq",
         "rtt_time",
@@ -193,6 +194,9 @@ class Tcb:
         self.read_closed = False
         self.app_closed = False
         self.error: OSError | None = None
+        # Last ICMP soft error (errno, 0 = none), reported if we time out
+        # (Linux's sk_err_soft).
+        self.soft_error = 0
         self.rto = RtoEstimator(
             settings.rto_min, settings.rto_max, settings.rto_initial
         )
@@ -501,6 +505,57 @@ class Tcb:
         self.outbox.clear()
 
     # ------------------------------------------------------------------
+    # ICMP errors about our segments (RFC 1122 4.2.3.9, RFC 5927, RFC 1191)
+
+    def icmp_acceptable(self, seq: int) -> bool:
+        """RFC 5927 4.1: believe an ICMP error only if the segment it quotes
+        could be in flight (SND.UNA <= SEG.SEQ <= SND.MAX), as Linux does."""
+        if self.state in (_CLOSED, _TIME_WAIT) or not seq_in(
+            seq, self.snd_una, (self.snd_max + 1) & MASK
+        ):
+            self.counters["OutOfWindowIcmps"] += 1
+            return False
+        return True
+
+    def on_icmp_error(self, code: int, hard: bool, now: float) -> None:
+        """An unreachable/time exceeded/parameter problem about our segment.
+
+        During the handshake it ends the attempt at once with `code` (Linux
+        tcp_v4_err: EHOSTUNREACH, ENETUNREACH, ECONNREFUSED, ...). Once
+        synchronized every error is soft (RFC 1122 4.2.3.9 allows giving up
+        only on protocol/port unreachable; Linux does not): it is remembered
+        and reported instead of ETIMEDOUT if the connection then times out.
+        """
+        self.clock = now
+        if self.state in (_SYN_SENT, _SYN_RECEIVED):
+            self._drop(code, "an ICMP error came back during the handshake")
+        elif self.state is not _CLOSED:
+            self.soft_error = code
+        self._update_deadline()
+
+    def on_path_mtu(self, mtu: int, now: float) -> None:
+        """Fragmentation needed (RFC 1191 6.1): segments for a path MTU of
+        `mtu`, never below min_pmtu; what is in flight is sent again at the
+        new size, like Linux's tcp_simple_retransmit (cwnd untouched: this is
+        not congestion)."""
+        self.clock = now
+        if self.state in (_CLOSED, _TIME_WAIT):
+            return
+        options = TS_OPTION_LEN if self.ts_ok else 0
+        mtu = max(mtu, self.settings.min_pmtu)
+        self.mss_local = min(self.mss_local, mtu - 40)
+        mss = max(64, mtu - 40 - options)
+        if mss >= self.mss:
+            return
+        self.mss = mss
+        self.cc.set_mss(mss)
+        self.counters["TCPPMTUReduced"] += 1
+        if self.state in _OUTPUT_STATES and self.snd_max != self.snd_una:
+            self.rec.on_mtu_reduced(mss)  # the big segments were dropped
+            self.flush(now)
+        self._update_deadline()
+
+    # ------------------------------------------------------------------
     # Application's view
 
     @property
@@ -749,6 +804,7 @@ class Tcb:
             self._challenge_ack(now)  # RFC 5961 5.2: too old
             return False
         self.persist_probes = 0  # the peer is alive
+        self.soft_error = 0  # something got through (Linux clears sk_err_soft)
         wnd = seg.window << self.snd_wscale
         advanced = seq_gt(ack, una)
         if una != self.snd_max:
@@ -1038,7 +1094,8 @@ class Tcb:
         else:
             limit = s.orphan_retries if self.app_closed else s.retries2
         if self.retries >= limit:
-            self._drop(errno.ETIMEDOUT, "connection timed out", rst=st is not _SYN_SENT)
+            why = "connection timed out"
+            self._drop(self.soft_error or errno.ETIMEDOUT, why, rst=st is not _SYN_SENT)
             return
         self.retries += 1
         self.counters["TCPTimeouts"] += 1

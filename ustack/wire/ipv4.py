@@ -27,12 +27,16 @@ class Ipv4Packet:
     payload: memoryview | bytes  # buf[header_len:total_len], no copy
     header_len: int
     total_len: int
+    frag: int = 0  # MF flag | fragment offset in 8-byte units (RFC 791 3.1)
 
 
-def parse_ipv4(buf: bytes | bytearray | memoryview) -> Ipv4Packet:
+def parse_ipv4(
+    buf: bytes | bytearray | memoryview, fragments: bool = False
+) -> Ipv4Packet:
     """Validate and split an IPv4 packet; options are skipped.
 
-    Raises WireError: short, not_ipv4, bad_ihl, bad_len, bad_ip_csum, fragment.
+    Raises WireError: short, not_ipv4, bad_ihl, bad_len, bad_ip_csum, and
+    fragment unless `fragments` (then `frag` tells MF and the offset).
     Bytes past total_len (link padding) are dropped.
     """
     n = len(buf)
@@ -49,9 +53,10 @@ def parse_ipv4(buf: bytes | bytearray | memoryview) -> Ipv4Packet:
     mv = memoryview(buf)
     if not verify(mv[:hlen]):
         raise WireError("bad_ip_csum")
-    if frag & _MF_OFFSET:  # no reassembly (RFC 791 3.2 is not implemented)
+    frag &= _MF_OFFSET
+    if frag and not fragments:
         raise WireError("fragment")
-    return Ipv4Packet(src, dst, proto, ttl, ident, mv[hlen:total], hlen, total)
+    return Ipv4Packet(src, dst, proto, ttl, ident, mv[hlen:total], hlen, total, frag)
 
 
 def _ip_csum(total: int, ident: int, ttl_proto: int, addr_sum: int) -> int:

@@ -1,0 +1,1 @@
+"""The IP layer beside TCP: fragments, ICMP errors, path MTU, rate limits."""
