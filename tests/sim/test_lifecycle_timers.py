@@ -43,7 +43,8 @@ async def test_fin_retransmitted_with_doubling_then_given_up(
     4 RTO ... then, after orphan_retries (closed) or retries2 (shut down),
     sends RST, reports ETIMEDOUT and frees the connection."""
     spec = "delay=5ms,drop=!fin:in:all:after=fin/out"
-    async with impaired_net(spec, retries2=4, orphan_retries=3) as net:
+    # tlp=False: the RTOs alone (a tail loss probe would take the first's place).
+    async with impaired_net(spec, retries2=4, orphan_retries=3, tlp=False) as net:
         client, server = await connected(net)
         tcb = client.socket.tcb
         assert tcb is not None
