@@ -162,7 +162,7 @@ def start_download(stack: UstackProcess, path: Path) -> subprocess.Popen[bytes]:
         "--max-time",
         "120",
         "--limit-rate",
-        "2M",
+        "1M",  # 20 s: longer than the injection even on a loaded machine
         "-o",
         str(path),
         f"http://{STACK}/bytes/{SIZE}",
