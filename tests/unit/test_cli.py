@@ -217,4 +217,4 @@ def test_get_connection_refused_is_one_line(
     )
     assert cli.main(["get", "http://10.203.0.1:8000/"]) == 1
     err = one_line(capsys.readouterr().err)
-    assert "connect to 10.203.0.1:8000 failed: Connection refused" in err
+    assert "connect to 10.203.0.1:8000 failed: connection refused (" in err
