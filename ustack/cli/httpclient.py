@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 import h11
 import trio
@@ -83,7 +84,7 @@ async def http_request(
             conn.receive_data(await stream.receive_some(RECV_SIZE))  # type: ignore[arg-type]
         elif isinstance(event, h11.Response):
             result.status = event.status_code
-            result.reason = event.reason.decode("latin-1")
+            result.reason = event.reason.decode("latin-1") or _phrase(event.status_code)
             result.headers = [
                 (k.decode(), v.decode("latin-1")) for k, v in event.headers
             ]
@@ -95,3 +96,12 @@ async def http_request(
                 result.body_bytes += len(event.data)
         elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
             return result
+
+
+def _phrase(status: int) -> str:
+    """The standard reason phrase, for servers that send none (HTTP/1.1 lets
+    them: RFC 9112 4)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
