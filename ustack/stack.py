@@ -862,7 +862,7 @@ async def open_tun_stack(
     ip: str = "10.203.0.2",
     mtu: int = 1500,
     settings: Settings | None = None,
-    offload: bool = False,
+    offload: bool = True,
 ) -> AsyncIterator[Stack]:
     """Create a TUN device (kernel side `host_ip`) and run a stack on it as `ip`.
 
