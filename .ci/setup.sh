@@ -53,7 +53,9 @@ if [[ ! -x $VENV/bin/python ]] || [[ $(cat "$stamp" 2>/dev/null) != "$want" ]]; 
         || { echo "setup: ustack needs Python >= 3.11" >&2; exit 1; }
     [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    # PYTHONWARNINGS: setuptools' build backend warns at length about every
+    # editable install; pip's own errors still show.
+    PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip install -q -e '.[test]'
     echo "$want" >"$stamp"
 fi
 
