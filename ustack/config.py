@@ -10,6 +10,7 @@ import ast
 import dataclasses
 import inspect
 import math
+import textwrap
 from dataclasses import dataclass, fields
 
 
@@ -179,7 +180,10 @@ def check_settings(settings: Settings) -> None:
 def field_docs() -> dict[str, str]:
     """Each field's documentation, one line: its docstring, else the comment
     lines right above it."""
-    source = inspect.getsource(Settings)
+    try:
+        source = textwrap.dedent(inspect.getsource(Settings))
+    except (OSError, TypeError):  # no source shipped (e.g. bytecode only)
+        return {}
     lines = source.splitlines()
     tree = ast.parse(source).body[0]
     assert isinstance(tree, ast.ClassDef)

@@ -18,6 +18,15 @@ from ustack.errors import SetupError
 from ustack.services import pattern_bytes, serve_http
 
 
+@pytest.fixture(autouse=True)
+def _no_device_collisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake stacks here open no device: do not let this machine's own
+    devices and addresses (cli.common.check_free) decide the outcome."""
+    from ustack.cli import common
+
+    monkeypatch.setattr(common, "_kernel_devices", dict)
+
+
 def one_line(text: str) -> str:
     lines = text.strip().splitlines()
     assert len(lines) == 1, text

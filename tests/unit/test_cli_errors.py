@@ -185,3 +185,19 @@ def test_trace_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     )
     assert out.stdout.strip() == str(128 + 13), out
     assert (tmp_path / "err").read_text() == ""
+
+
+def test_os_errors_read_as_one_plain_phrase() -> None:
+    import errno
+
+    from ustack.errors import os_error
+
+    refused = os_error(errno.ECONNREFUSED, "connection refused by peer")
+    assert common.describe_os_error(refused).startswith("connection refused (")
+    assert "Connection refused" not in common.describe_os_error(refused)
+    reset = os_error(errno.EPIPE, "broken pipe")
+    assert common.describe_os_error(reset) == "Broken pipe"
+    other = os_error(errno.ENOBUFS, "the stack holds max_connections=3")
+    assert common.describe_os_error(other) == (
+        "No buffer space available: the stack holds max_connections=3"
+    )
