@@ -7,8 +7,21 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-PACKAGES=(python3-venv curl netcat-openbsd iproute2 iputils-ping procps util-linux tshark)
-PACKAGES+=(wrk apache2-utils)  # real HTTP clients for tools/bench_http.py
+# Debian packages set-up installs when missing: one per line, so adding one is
+# a one-line change (tests and the README use each of them).
+PACKAGES=(
+    python3-venv
+    curl
+    netcat-openbsd
+    iproute2
+    iputils-ping
+    procps
+    util-linux
+    tshark
+    tcpdump
+    wrk           # real HTTP clients for tools/bench_http.py
+    apache2-utils
+)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -42,6 +55,29 @@ if [[ ! -x $VENV/bin/python ]] || [[ $(cat "$stamp" 2>/dev/null) != "$want" ]]; 
         || { echo "setup: ustack needs Python >= 3.11" >&2; exit 1; }
     [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    # PYTHONWARNINGS: setuptools' build backend warns at length about every
+    # editable install; pip's own errors still show.
+    PYTHONWARNINGS=ignore "$VENV/bin/python" -m pip install -q -e '.[test]'
     echo "$want" >"$stamp"
+fi
+
+# `sudo ustack ...` from any directory: sudo's secure_path drops the venv, so
+# put a small launcher on root's PATH that execs this checkout's venv. Only as
+# root, and only replacing a launcher we wrote (never another `ustack`).
+LAUNCHER=${USTACK_LAUNCHER:-/usr/local/bin/ustack}
+MARK="# ustack launcher (written by .ci/setup.sh)"
+target="$(pwd)/$VENV/bin/ustack"
+if [[ $(id -u) == 0 && -x $target ]]; then
+    want_launcher=$(printf '#!/bin/sh\n%s\nexec %q "$@"\n' "$MARK" "$target")
+    if [[ ! -e $LAUNCHER ]] || { grep -qF "$MARK" "$LAUNCHER" \
+            && [[ $(cat "$LAUNCHER") != "$want_launcher" ]]; }; then
+        mkdir -p "$(dirname "$LAUNCHER")"
+        printf '%s\n' "$want_launcher" >"$LAUNCHER.tmp" && chmod 755 "$LAUNCHER.tmp" \
+            && mv "$LAUNCHER.tmp" "$LAUNCHER"
+        echo "setup: installed $LAUNCHER -> $target"
+    elif ! grep -qF "$MARK" "$LAUNCHER"; then
+        echo "setup: warning: $LAUNCHER exists and is not ours; left alone" >&2
+    fi
+elif [[ ! -e $LAUNCHER ]]; then
+    echo "setup: run as root to install $LAUNCHER (for \`sudo ustack up\`)" >&2
 fi

@@ -171,10 +171,15 @@ class Socket:
         if port == 0:
             port = self._stack.ephemeral_port((b"\0\0\0\0", 0))
         elif self._stack.port_in_use(port, reuse):
+            # Say which: another socket owns the port (SO_REUSEADDR cannot
+            # help, as on Linux), or only connections hold it.
+            held_by_socket = self._stack.port_in_use(port, True)
             raise os_error(
                 errno.EADDRINUSE,
-                f"port {port} is in use (connections in TIME_WAIT count unless "
-                "SO_REUSEADDR is set)",
+                f"port {port} already has a listening or bound socket"
+                if held_by_socket
+                else f"port {port} is held by connections (TIME_WAIT counts "
+                "unless SO_REUSEADDR is set)",
             )
         self._stack.reserve_port(port)
         self._reserved = True
@@ -584,7 +589,7 @@ async def open_tun_stack(
     ip: str = "10.203.0.2",
     mtu: int = 1500,
     settings: Settings | None = None,
-    offload: bool = False,
+    offload: bool = True,
 ) -> AsyncIterator[Stack]:
     """Create a TUN device (kernel side `host_ip`) and run a stack on it as `ip`.
 

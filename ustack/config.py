@@ -6,100 +6,124 @@ the tests. Times are in seconds (floats).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import math
+import textwrap
 from dataclasses import dataclass, fields
-
-_BOOLEANS = {"1": True, "true": True, "on": True, "yes": True,
-             "0": False, "false": False, "off": False, "no": False}
 
 
 @dataclass(slots=True)
 class Settings:
-    # TIME_WAIT lasts 2*msl (RFC 9293 3.4.2; Linux fixes TIME_WAIT at 60 s).
+    """Every tunable of a stack. Each field's docstring (or, for a field
+    without one, the comment above it) is what `ustack up --set help` prints."""
+
     msl: float = 30.0
-    # net.ipv4.tcp_fin_timeout: how long an orphan may sit in FIN_WAIT_2.
+    """Maximum segment lifetime (s): TIME_WAIT lasts 2*msl (RFC 9293 3.4.2;
+    Linux fixes TIME_WAIT at 60 s)."""
     fin_timeout: float = 60.0
-    # net.ipv4.tcp_keepalive_time / _intvl / _probes (RFC 1122 4.2.3.6).
+    """net.ipv4.tcp_fin_timeout (s): how long an orphan may sit in FIN_WAIT_2."""
     keepalive_time: float = 7200.0
+    """net.ipv4.tcp_keepalive_time (s): idle time before the first keepalive
+    probe on an SO_KEEPALIVE socket (RFC 1122 4.2.3.6)."""
     keepalive_intvl: float = 75.0
+    """net.ipv4.tcp_keepalive_intvl (s): time between unanswered probes."""
     keepalive_probes: int = 9
-    # net.ipv4.tcp_syn_retries / tcp_synack_retries.
+    """net.ipv4.tcp_keepalive_probes: unanswered probes before the connection
+    is dropped (ETIMEDOUT)."""
     syn_retries: int = 6
+    """net.ipv4.tcp_syn_retries: SYN retransmissions before connect() fails
+    with ETIMEDOUT."""
     synack_retries: int = 5
-    # net.ipv4.tcp_retries2 / tcp_orphan_retries: data and FIN retransmissions.
+    """net.ipv4.tcp_synack_retries: SYN-ACK retransmissions before a half-open
+    connection is dropped."""
     retries2: int = 15
+    """net.ipv4.tcp_retries2: data and FIN retransmissions (and zero-window
+    probes) before the connection is dropped with ETIMEDOUT."""
     orphan_retries: int = 8
-    # net.ipv4.tcp_max_orphans.
+    """net.ipv4.tcp_orphan_retries: the same for orphans (closed by the
+    application, still sending their data or FIN)."""
     max_orphans: int = 4096
-    # net.core.somaxconn: upper bound on a listener's accept queue.
+    """net.ipv4.tcp_max_orphans: orphaned connections at most; a connection
+    closed past it is reset instead (counted as OrphanOverflow)."""
     backlog: int = 4096
-    # Connections (not counting TIME_WAIT) the stack holds at most; past it,
-    # SYNs get cookies and connect() fails with ENOBUFS.
+    """net.core.somaxconn: upper bound on a listener's accept queue."""
     max_connections: int = 262144
-    # net.ipv4.tcp_max_tw_buckets: TIME_WAIT records at most; past it, a
-    # closing connection skips TIME_WAIT (counted as TCPTimeWaitOverflow).
+    """Connections (not counting TIME_WAIT) the stack holds at most; past it,
+    SYNs get cookies and connect() fails with ENOBUFS."""
     max_tw_buckets: int = 262144
-    # net.ipv4.tcp_max_syn_backlog: half-open connections per listener.
+    """net.ipv4.tcp_max_tw_buckets: TIME_WAIT records at most; past it, a
+    closing connection skips TIME_WAIT (counted as TCPTimeWaitOverflow)."""
     max_syn_backlog: int = 1024
-    # RTO bounds (RFC 6298 2.1, 2.4; Linux uses a 200 ms floor).
+    """net.ipv4.tcp_max_syn_backlog: half-open connections per listener."""
     rto_initial: float = 1.0
+    """Retransmission timeout (s) before the first RTT sample (RFC 6298 2.1)."""
     rto_min: float = 0.2
+    """Lower bound of the RTO (s): Linux's 200 ms floor (RFC 6298 2.4 says 1 s)."""
     rto_max: float = 120.0
-    # Delayed ACK for a lone segment, so the ACK may ride on a reply
-    # (Linux TCP_DELACK_MIN 40 ms; RFC 1122 4.2.3.2 requires < 0.5 s).
+    """Upper bound of the RTO (s) as it doubles on each timeout (RFC 6298 2.5)."""
     delack: float = 0.04
-    # Buffers per connection (bytes).
+    """Delayed ACK (s) for a lone segment, so the ACK may ride on a reply
+    (Linux TCP_DELACK_MIN 40 ms; RFC 1122 4.2.3.2 requires < 0.5 s)."""
     rcv_buf: int = 1 << 20
+    """Receive buffer per connection (bytes): bounds the advertised window."""
     snd_buf: int = 1 << 20
-    # Out-of-order reassembly bound (bytes held beyond RCV.NXT).
+    """Send buffer per connection (bytes): send_all waits while it is full."""
     ooo_max_bytes: int = 1 << 20
-    # Window scale we offer (RFC 7323 2.3); 0..14.
+    """Out-of-order reassembly bound (bytes held beyond RCV.NXT)."""
     wscale: int = 7
-    # Ephemeral port range (net.ipv4.ip_local_port_range).
+    """Window scale we offer (RFC 7323 2.3); 0..14."""
     port_low: int = 32768
+    """Lowest ephemeral port (net.ipv4.ip_local_port_range)."""
     port_high: int = 60999
-    # Least time between ACKs for invalid segments without data
-    # (net.ipv4.tcp_invalid_ratelimit, 500 ms; RFC 5961 10).
+    """Highest ephemeral port (net.ipv4.ip_local_port_range)."""
     invalid_ratelimit: float = 0.5
-    # Challenge ACKs per second per connection (RFC 5961 7). Per connection,
-    # not stack-wide: a shared budget is a side channel (CVE-2016-5696).
+    """Least time (s) between ACKs for invalid segments without data
+    (net.ipv4.tcp_invalid_ratelimit, 500 ms; RFC 5961 10)."""
     challenge_ack_limit: int = 100
-    # TCP timestamps (RFC 7323; net.ipv4.tcp_timestamps): RTTM and PAWS.
+    """Challenge ACKs per second per connection (RFC 5961 7). Per connection,
+    not stack-wide: a shared budget is a side channel (CVE-2016-5696)."""
     timestamps: bool = True
-    # SACK (RFC 2018; net.ipv4.tcp_sack): we report out-of-order data.
+    """TCP timestamps (RFC 7323; net.ipv4.tcp_timestamps): RTTM and PAWS."""
     sack: bool = True
-    # SYN cookies when a listener's SYN queue is full (net.ipv4.tcp_syncookies=1).
+    """SACK (RFC 2018; net.ipv4.tcp_sack): we report out-of-order data."""
     syncookies: bool = True
-    # IP layer (issue 13). Reassembly: net.ipv4.ipfrag_high_thresh (bytes
-    # held at most), ipfrag_time (seconds per datagram), and at most this
-    # many fragments per datagram.
+    """SYN cookies when a listener's SYN queue is full
+    (net.ipv4.tcp_syncookies=1)."""
     ipfrag_high_thresh: int = 4 << 20
+    """net.ipv4.ipfrag_high_thresh: bytes of IP fragments held for reassembly
+    at most; fragments past it are dropped (RFC 791, RFC 815)."""
     ipfrag_time: float = 30.0
+    """net.ipv4.ipfrag_time (s): how long a datagram may wait for its fragments."""
     ipfrag_max_frags: int = 64
-    # Path MTU discovery (RFC 1191): net.ipv4.route.min_pmtu (floor) and
-    # mtu_expires (seconds a learned path MTU is kept).
+    """Fragments per datagram at most (a bound on reassembly work)."""
     min_pmtu: int = 552
+    """net.ipv4.route.min_pmtu: the floor of path MTU discovery (RFC 1191)."""
     mtu_expires: float = 600.0
-    # ICMP errors we send: net.ipv4.icmp_ratelimit (seconds between messages
-    # to one destination, burst 6), icmp_msgs_per_sec and icmp_msgs_burst.
+    """net.ipv4.route.mtu_expires (s): how long a learned path MTU is kept."""
     icmp_ratelimit: float = 1.0
+    """net.ipv4.icmp_ratelimit (s): least time between ICMP errors to one
+    destination (burst 6)."""
     icmp_msgs_per_sec: int = 1000
+    """net.ipv4.icmp_msgs_per_sec: ICMP errors per second, stack-wide."""
     icmp_msgs_burst: int = 50
-    # A UDP socket's receive buffer (net.core.rmem_default), bytes.
+    """net.ipv4.icmp_msgs_burst: the stack-wide ICMP error burst."""
     udp_rcvbuf: int = 212992
+    """A UDP socket's receive buffer (net.core.rmem_default), bytes."""
     # Grace period for orderly close when the stack shuts down.
     shutdown_grace: float = 2.0
-    # net.ipv4.tcp_congestion_control: "cubic" (RFC 9438 with HyStart++,
-    # RFC 9406; Linux's default), "reno" or "newreno" (RFC 5681 with byte
-    # counting). Per socket: setsockopt(IPPROTO_TCP, TCP_CONGESTION, b"reno").
     congestion: str = "cubic"
-    # net.ipv4.tcp_early_retrans (>= 3): tail loss probes (RFC 8985 7).
+    """net.ipv4.tcp_congestion_control: "cubic" (RFC 9438 with HyStart++,
+    RFC 9406; Linux's default), "reno" or "newreno" (RFC 5681 with byte
+    counting). Per socket: setsockopt(IPPROTO_TCP, TCP_CONGESTION, b"reno")."""
     tlp: bool = True
-    # net.ipv4.tcp_frto: F-RTO detection of spurious timeouts (RFC 5682).
+    """net.ipv4.tcp_early_retrans (>= 3): tail loss probes (RFC 8985 7)."""
     frto: bool = True
-    # net.ipv4.tcp_slow_start_after_idle: shrink a stale cwnd after more
-    # than an RTO without sending (RFC 5681 4.1, RFC 2861).
+    """net.ipv4.tcp_frto: F-RTO detection of spurious timeouts (RFC 5682)."""
     slow_start_after_idle: bool = True
+    """net.ipv4.tcp_slow_start_after_idle: shrink a stale cwnd after more
+    than an RTO without sending (RFC 5681 4.1, RFC 2861)."""
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -116,19 +140,122 @@ class Settings:
                 f"unknown setting {name!r}; known: {', '.join(sorted(known))}"
             )
         current = getattr(self, name)
-        if isinstance(current, bool):
-            flag = raw.strip().lower()
-            if flag not in _BOOLEANS:
-                raise ValueError(f"setting {name} wants 0 or 1, got {raw!r}")
-            setattr(self, name, _BOOLEANS[flag])
-            return
         try:
-            value: object = type(current)(raw.strip())
+            value = _parse(type(current), raw.strip())
         except ValueError:
             raise ValueError(
                 f"setting {name} wants a {type(current).__name__}, got {raw!r}"
             ) from None
+        _check_range(name, value)
+        if name == "congestion":
+            from ustack.tcp.cc import ALGORITHMS
+
+            if value not in ALGORITHMS:
+                names = ", ".join(sorted(ALGORITHMS))
+                raise ValueError(f"congestion {raw!r} unknown; known: {names}")
         setattr(self, name, value)
 
     def as_dict(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# ----------------------------------------------------------------------
+# Checking and describing values (for `--set`)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+# Inclusive bounds beyond "not negative" (which every number must be).
+_RANGES: dict[str, tuple[float, float]] = {
+    "wscale": (0, 14),  # RFC 7323 2.3: larger shifts are treated as 14
+    "port_low": (1, 65535),
+    "port_high": (1, 65535),
+    "rto_initial": (0.001, math.inf),
+    "rto_min": (0.001, math.inf),
+    "rto_max": (0.001, math.inf),
+    "delack": (0, 0.5),  # RFC 1122 4.2.3.2: an ACK must not wait 0.5 s
+    "rcv_buf": (1, math.inf),
+    "snd_buf": (1, math.inf),
+}
+
+
+def _parse(kind: type, raw: str) -> object:
+    if kind is bool:
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ValueError(raw)
+    value = kind(raw)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(raw)
+    return value
+
+
+def _check_range(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    low, high = _RANGES.get(name, (0, math.inf))
+    if not low <= value <= high:
+        bound = f">= {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
+        raise ValueError(f"setting {name} must be {bound}, got {value:g}")
+
+
+def check_settings(settings: Settings) -> None:
+    """Cross-field checks (ValueError with a one-line message)."""
+    if settings.rto_min > settings.rto_max:
+        raise ValueError(
+            f"setting rto_min ({settings.rto_min:g}) exceeds rto_max "
+            f"({settings.rto_max:g})"
+        )
+    if settings.port_low > settings.port_high:
+        raise ValueError(
+            f"setting port_low ({settings.port_low}) exceeds port_high "
+            f"({settings.port_high})"
+        )
+
+
+def field_docs() -> dict[str, str]:
+    """Each field's documentation, one line: its docstring, else the comment
+    lines right above it."""
+    try:
+        source = textwrap.dedent(inspect.getsource(Settings))
+    except (OSError, TypeError):  # no source shipped (e.g. bytecode only)
+        return {}
+    lines = source.splitlines()
+    tree = ast.parse(source).body[0]
+    assert isinstance(tree, ast.ClassDef)
+    docs: dict[str, str] = {}
+    body = tree.body
+    for i, node in enumerate(body):
+        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+            continue
+        text = ""
+        after = body[i + 1] if i + 1 < len(body) else None
+        if (
+            isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            text = after.value.value
+        else:
+            above: list[str] = []
+            row = node.lineno - 2
+            while row >= 0 and lines[row].strip().startswith("#"):
+                above.insert(0, lines[row].strip().lstrip("#").strip())
+                row -= 1
+            text = " ".join(above)
+        docs[node.target.id] = " ".join(text.split())
+    return docs
+
+
+def settings_help() -> str:
+    """The table `ustack up --set help` prints: name, default, description."""
+    docs = field_docs()
+    defaults = Settings()
+    rows = [(f.name, repr(getattr(defaults, f.name))) for f in fields(Settings)]
+    width = max(len(name) for name, _ in rows)
+    dwidth = max(len(default) for _, default in rows)
+    out = [f"{'setting':<{width}}  {'default':>{dwidth}}  description"]
+    for name, default in rows:
+        out.append(f"{name:<{width}}  {default:>{dwidth}}  {docs.get(name, '')}")
+    return "\n".join(out)

@@ -171,7 +171,7 @@ def test_control_socket_is_root_only_and_removed_on_exit(ustack_up: UstackUp) ->
     assert stack.stop() == 0
     assert not path.exists()
     out = stack.run(*ustack_command(), "ss", check=False, timeout=30)
-    assert out.returncode == 1 and b"is `ustack up` running" in out.stderr
+    assert out.returncode == 1 and b"no `ustack up` is running" in out.stderr
 
 
 def test_pcap_read_back_by_tshark(ustack_up: UstackUp, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def test_https_via_trio_sslstream(netns: Netns) -> None:
         netns,
         """
         import trio
-        from ustack.httpclient import http_get
+        from ustack.cli.httpclient import http_get
 
         async def main():
             async with ustack.open_tun_stack(settings=SETTINGS) as stack:

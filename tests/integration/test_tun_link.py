@@ -16,7 +16,7 @@ PING_READER = textwrap.dedent("""
     from ustack.link.tun import TunLink
 
     link = TunLink.open(ifname="ustack0", host_ip="10.203.0.1/24", mtu=1400,
-                        txqueuelen=4321)
+                        txqueuelen=4321, offload=False)
     show = subprocess.run(["ip", "-o", "link", "show", "ustack0"],
                           capture_output=True, text=True, check=True).stdout
     assert "mtu 1400" in show and "qlen 4321" in show and ",UP" in show, show

@@ -220,6 +220,7 @@ async def test_bind_conflicts_and_reuseaddr(
     with pytest.raises(OSError) as info:
         sock.bind(("", 8080))
     assert info.value.errno == errno.EADDRINUSE
+    assert "already has a listening or bound socket" in str(info.value)
     # A connection that B closes first leaves B in TIME_WAIT on port 8080.
     client = await net.a.connect((B_IP, 8080))
     server = await listener.accept()
@@ -234,6 +235,7 @@ async def test_bind_conflicts_and_reuseaddr(
     with pytest.raises(OSError) as info:
         plain.bind(("", 8080))
     assert info.value.errno == errno.EADDRINUSE
+    assert "held by connections (TIME_WAIT counts" in str(info.value)
     reuse = net.b.socket()
     reuse.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     reuse.bind(("", 8080))

@@ -18,6 +18,15 @@ from ustack.errors import SetupError
 from ustack.services import pattern_bytes, serve_http
 
 
+@pytest.fixture(autouse=True)
+def _no_device_collisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake stacks here open no device: do not let this machine's own
+    devices and addresses (cli.common.check_free) decide the outcome."""
+    from ustack.cli import common
+
+    monkeypatch.setattr(common, "_kernel_devices", dict)
+
+
 def one_line(text: str) -> str:
     lines = text.strip().splitlines()
     assert len(lines) == 1, text
@@ -217,4 +226,4 @@ def test_get_connection_refused_is_one_line(
     )
     assert cli.main(["get", "http://10.203.0.1:8000/"]) == 1
     err = one_line(capsys.readouterr().err)
-    assert "connect to 10.203.0.1:8000 failed: Connection refused" in err
+    assert "connect to 10.203.0.1:8000 failed: connection refused (" in err

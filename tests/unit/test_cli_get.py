@@ -9,7 +9,7 @@ import h11
 import pytest
 import trio
 
-from ustack.httpclient import http_get
+from ustack.cli.httpclient import http_get
 from ustack.services import pattern_bytes, serve_http
 
 

@@ -52,7 +52,7 @@ class TunLink:
         host_ip: str = "10.203.0.1/24",
         mtu: int = 1500,
         txqueuelen: int = 10000,
-        offload: bool = False,
+        offload: bool = True,
     ) -> TunLink:
         """Create and configure the device; raise `SetupError` on failure.
 

@@ -330,6 +330,11 @@ async def _connect(path: Path) -> trio.SocketStream:
         ) from None
     except PermissionError:
         raise ControlError(f"permission denied on {path}: run as root") from None
+    except ConnectionRefusedError:
+        raise ControlError(
+            f"ustack up is not running (stale control socket {path}, left by a "
+            "stack that did not exit cleanly)"
+        ) from None
     except OSError as exc:
         raise ControlError(f"cannot connect to {path}: {exc}") from None
 
@@ -358,3 +363,28 @@ async def subscribe(
         reader = _LineReader(stream)
         while (line := await reader.readline()) is not None:
             yield json.loads(line)
+
+
+def running_stacks() -> list[tuple[str, Path]]:
+    """(ifname, socket path) of every live `ustack up` in this network
+    namespace, found in CONTROL_DIR (stale sockets are skipped)."""
+    suffix = _netns_suffix()
+    found = []
+    try:
+        entries = sorted(CONTROL_DIR.glob("*.sock"))
+    except OSError:
+        return []
+    for path in entries:
+        name, at, ns = path.stem.partition("@")
+        if (f"@{ns}" if at else "") != suffix:
+            continue
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            continue
+        finally:
+            probe.close()
+        found.append((name, path))
+    return found

@@ -1,4 +1,4 @@
-"""A tiny classic-libpcap writer and reader for raw IPv4 packets.
+"""A tiny libpcap writer and a pcap/pcapng reader for raw IPv4 packets.
 
 Format (https://wiki.wireshark.org/Development/LibpcapFileFormat): a 24-byte
 global header, then per packet a 16-byte record header (seconds,
@@ -120,14 +120,31 @@ class PcapError(ValueError):
     pass
 
 
-def read_pcap(data: bytes) -> Iterator[PcapRecord]:
-    """Yield the IPv4 packets of a classic pcap file's bytes.
+LINKTYPE_LINUX_SLL = 113  # `tcpdump -i any`: 16-byte cooked header
+LINKTYPE_LINUX_SLL2 = 276
+_PCAPNG_SHB = 0x0A0D0D0A
+_PCAPNG_BOM = 0x1A2B3C4D
 
-    Accepts either byte order, microsecond or nanosecond timestamps, and the
-    link types raw IP (101, 228) and Ethernet (1, IPv4 frames only).
+
+def read_pcap(data: bytes) -> Iterator[PcapRecord]:
+    """Yield the IPv4 packets of a capture file's bytes: classic pcap or
+    pcapng (tshark's and Wireshark's default), told apart by the magic.
+
+    Classic pcap: either byte order, microsecond or nanosecond timestamps.
+    Link types: raw IP (101, 228), Ethernet (1, IPv4 frames only) and Linux
+    cooked captures (113, 276: `tcpdump -i any`). Raises PcapError for a file
+    that is neither format.
     """
+    if not data:
+        raise PcapError("empty file, not a pcap or pcapng capture")
+    if len(data) >= 4 and struct.unpack_from("<I", data)[0] == _PCAPNG_SHB:
+        return _read_pcapng(data)
+    return _read_classic(data)
+
+
+def _read_classic(data: bytes) -> Iterator[PcapRecord]:
     if len(data) < _GLOBAL.size:
-        raise PcapError("not a pcap file: shorter than its header")
+        raise PcapError("not a pcap or pcapng file (shorter than a pcap header)")
     magic_le = struct.unpack_from("<I", data)[0]
     magic_be = struct.unpack_from(">I", data)[0]
     if magic_le in (_MAGIC_US, _MAGIC_NS):
@@ -135,11 +152,16 @@ def read_pcap(data: bytes) -> Iterator[PcapRecord]:
     elif magic_be in (_MAGIC_US, _MAGIC_NS):
         endian, magic = ">", magic_be
     else:
-        raise PcapError("not a classic pcap file (pcapng is not supported)")
+        raise PcapError("not a pcap or pcapng file (unknown magic number)")
     divisor = 1e9 if magic == _MAGIC_NS else 1e6
     linktype = struct.unpack_from(endian + "I", data, 20)[0] & 0x0FFFFFFF
-    if linktype not in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_ETHERNET):
-        raise PcapError(f"unsupported link type {linktype}")
+    _check_linktype(linktype)
+    return _classic_records(data, endian, divisor, linktype)
+
+
+def _classic_records(
+    data: bytes, endian: str, divisor: float, linktype: int
+) -> Iterator[PcapRecord]:
     rec = struct.Struct(endian + "IIII")
     offset = _GLOBAL.size
     while offset + rec.size <= len(data):
@@ -149,15 +171,125 @@ def read_pcap(data: bytes) -> Iterator[PcapRecord]:
         offset += incl
         if len(packet) < incl:
             break  # truncated last record
-        if linktype == LINKTYPE_ETHERNET:
-            if len(packet) < 14 or packet[12:14] != b"\x08\x00":
+        ip = _ipv4_of(linktype, packet)
+        if ip is not None:
+            yield PcapRecord(sec + frac / divisor, ip)
+
+
+def _check_linktype(linktype: int) -> None:
+    if linktype not in _LINK_HEADERS:
+        raise PcapError(f"unsupported link type {linktype}")
+
+
+# Link type -> (link header length, offset of the EtherType in it).
+_LINK_HEADERS = {
+    LINKTYPE_RAW: (0, -1),
+    LINKTYPE_IPV4: (0, -1),
+    LINKTYPE_ETHERNET: (14, 12),
+    LINKTYPE_LINUX_SLL: (16, 14),
+    LINKTYPE_LINUX_SLL2: (20, 0),
+}
+
+
+def _ipv4_of(linktype: int, packet: bytes) -> bytes | None:
+    """The IPv4 packet inside one link-layer frame, or None."""
+    header, ethertype_at = _LINK_HEADERS[linktype]
+    if header:
+        if len(packet) < header:
+            return None
+        if packet[ethertype_at : ethertype_at + 2] != b"\x08\x00":
+            return None
+        packet = packet[header:]
+    if not packet or packet[0] >> 4 != 4:
+        return None
+    return packet
+
+
+def _read_pcapng(data: bytes) -> Iterator[PcapRecord]:
+    """pcapng (draft-ietf-opsawg-pcapng): a Section Header Block, Interface
+    Description Blocks (link type, timestamp resolution), then Enhanced /
+    Simple / obsolete Packet Blocks. Other blocks are skipped."""
+    if len(data) < 12:
+        raise PcapError("truncated pcapng file")
+    if struct.unpack_from("<I", data, 8)[0] == _PCAPNG_BOM:
+        endian = "<"
+    elif struct.unpack_from(">I", data, 8)[0] == _PCAPNG_BOM:
+        endian = ">"
+    else:
+        raise PcapError("not a pcapng file (bad byte-order magic)")
+    return _pcapng_records(data, endian)
+
+
+def _pcapng_records(data: bytes, endian: str) -> Iterator[PcapRecord]:
+    u32 = struct.Struct(endian + "I")
+    # Per interface of the current section: (link type, seconds per tick).
+    interfaces: list[tuple[int, float]] = []
+    offset = 0
+    while offset + 12 <= len(data):
+        kind = struct.unpack_from("<I", data, offset)[0]  # SHB type is a palindrome
+        if kind == _PCAPNG_SHB:
+            interfaces = []
+            if struct.unpack_from("<I", data, offset + 8)[0] == _PCAPNG_BOM:
+                endian = "<"
+            else:
+                endian = ">"
+            u32 = struct.Struct(endian + "I")
+        kind = u32.unpack_from(data, offset)[0]
+        length = u32.unpack_from(data, offset + 4)[0]
+        if length < 12 or offset + length > len(data):
+            break  # truncated last block
+        body = data[offset + 8 : offset + length - 4]
+        offset += length
+        if kind == 1 and len(body) >= 8:  # Interface Description Block
+            linktype = struct.unpack_from(endian + "H", body)[0]
+            interfaces.append((linktype, _ng_tick(body[8:], endian)))
+        elif kind in (6, 2):  # Enhanced Packet Block, obsolete Packet Block
+            if kind == 6:
+                if len(body) < 20:
+                    continue
+                iface, high, low, incl, _orig = struct.unpack_from(
+                    endian + "IIIII", body
+                )
+            else:
+                if len(body) < 20:
+                    continue
+                iface, _drops, high, low, incl, _orig = struct.unpack_from(
+                    endian + "HHIIII", body
+                )
+            if iface >= len(interfaces):
                 continue
-            packet = packet[14:]
-        if not packet or packet[0] >> 4 != 4:
-            continue
-        yield PcapRecord(sec + frac / divisor, packet)
+            linktype, tick = interfaces[iface]
+            when = (high << 32 | low) * tick
+            yield from _ng_packet(linktype, body[20 : 20 + incl], when)
+        elif kind == 3 and interfaces and len(body) >= 4:  # Simple Packet Block
+            linktype, _tick = interfaces[0]
+            yield from _ng_packet(linktype, body[4:], 0.0)
+
+
+def _ng_packet(linktype: int, frame: bytes, when: float) -> Iterator[PcapRecord]:
+    if linktype not in _LINK_HEADERS:
+        return
+    ip = _ipv4_of(linktype, frame)
+    if ip is not None:
+        yield PcapRecord(when, ip)
+
+
+def _ng_tick(options: bytes, endian: str) -> float:
+    """Seconds per timestamp unit from the if_tsresol option (code 9):
+    10**-n, or 2**-n when the high bit is set; default microseconds."""
+    offset = 0
+    while offset + 4 <= len(options):
+        code, size = struct.unpack_from(endian + "HH", options, offset)
+        if code == 0:
+            break
+        if code == 9 and size >= 1:
+            value = options[offset + 4]
+            return 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0**-value
+        offset += 4 + (size + 3) // 4 * 4
+    return 1e-6
 
 
 def read_pcap_file(path: str) -> list[PcapRecord]:
+    """Every IPv4 packet of a pcap or pcapng file (PcapError if neither)."""
     with open(path, "rb") as f:
         return list(read_pcap(f.read()))
