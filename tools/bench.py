@@ -20,6 +20,7 @@ crr (connect + 1-byte echo + close, C at a time, connections/s), rr (1-byte
 echo ping-pong, p50/p99 us), idle-conns (RSS bytes per idle keepalive
 connection), timewait (RSS bytes per server-side TIME_WAIT entry). Every
 namespace is created for one (run, scenario, MTU, server) and deleted after.
+`tools/bench.py reassembly [...]` runs tools/bench_reassembly.py instead.
 See docs/benchmarks.md.
 """
 
@@ -578,6 +579,11 @@ def meta() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["reassembly"]:  # CPU micro-benchmark: no network, no root
+        import bench_reassembly
+
+        return bench_reassembly.main(argv[1:])
     ap = argparse.ArgumentParser(
         description=(__doc__ or "").splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

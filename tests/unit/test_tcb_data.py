@@ -9,6 +9,7 @@ import pytest
 
 from tests.tcb_harness import Pair, mk, transfer
 from ustack.config import Settings
+from ustack.tcp.reassembly import CHUNK_COST, RUN_COST
 from ustack.tcp.seq import MASK, seq_add, seq_diff
 from ustack.tcp.state import State
 from ustack.wire.tcp import ACK, FIN, PSH, TcpSegment
@@ -305,12 +306,12 @@ def test_out_of_order_segments_reassembled() -> None:
     for seg in (segs[3], segs[1], segs[2]):
         p.inject_b(seg)
     assert b.read(1 << 20) == b""  # hole at the start
-    assert b.ooo.size == 3 * 1460 and len(b.ooo) == 3
+    assert b.ooo.size == 3 * 1460 and len(b.ooo) == 1  # one run: 1..3 coalesced
     # Each out-of-order segment got an immediate duplicate ACK.
     dups = [e.seg for e in p.sent("B>A", n)]
     assert [d.ack for d in dups] == [ISS_A + 1] * 3
     p.inject_b(segs[1])  # a duplicate of queued data changes nothing
-    assert b.ooo.size == 3 * 1460 and len(b.ooo) == 3
+    assert b.ooo.size == 3 * 1460 and len(b.ooo) == 1
     n = len(p.log)
     p.inject_b(segs[0])
     assert b.ooo.size == 0
@@ -372,8 +373,11 @@ def test_ooo_queue_is_bounded() -> None:
     segs = held[:10]
     for seg in segs[1:]:
         p.inject_b(seg)
-    assert b.ooo.size == 3000  # the rest was dropped, not queued
-    assert len(b.ooo) == 3  # 1460 + 1460 + 80
+    # The rest was dropped, not queued: one coalesced run and its overhead.
+    assert b.ooo.size == 3000 - RUN_COST - CHUNK_COST == b.ooo.truesize - (
+        RUN_COST + CHUNK_COST
+    )
+    assert len(b.ooo) == 1
     p.net = None
     got = bytearray()
     for _ in range(200):

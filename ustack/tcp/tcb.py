@@ -178,7 +178,7 @@ class Tcb:
         self.fin_pending = False  # FIN asked for before ESTABLISHED
         self.rcvbuf = bytearray()
         self.rcv_buf_size = settings.rcv_buf
-        self.ooo = Reassembly(settings.ooo_max_bytes)
+        self.ooo = Reassembly(settings.ooo_max_bytes, self.counters)
         self.fin_received = False
         self.read_closed = False
         self.app_closed = False
