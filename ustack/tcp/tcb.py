@@ -49,6 +49,9 @@ _CLOSING = State.CLOSING
 _LAST_ACK = State.LAST_ACK
 _TIME_WAIT = State.TIME_WAIT
 _KEEPALIVE_STATES = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_2})
+# A handshake that times out ends silently, as on Linux: after a SYN flood
+# from spoofed sources, RSTs for the given-up SYN-ACKs would hit third parties.
+_OPENING = frozenset({_SYN_SENT, _SYN_RECEIVED})
 # States in which queued data (and our FIN) may still go out.
 _OUTPUT_STATES = frozenset(
     {_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK}
@@ -509,6 +512,10 @@ class Tcb:
                 self._receive_text(self.rcv_nxt, seg.payload, now)
             self.ack_now = True
             self._after_established(now)
+            # RFC 9293 3.10.7.3: "continue processing at the sixth step": a
+            # FIN on the SYN-ACK closes the peer's side at once.
+            if flags & FIN and (seg.seq + 1 + len(seg.payload)) & MASK == self.rcv_nxt:
+                self._on_fin(now)
         else:
             # Simultaneous open: SYN_SENT -> SYN_RECEIVED, answer SYN-ACK.
             self.state = _SYN_RECEIVED
@@ -944,7 +951,7 @@ class Tcb:
         else:
             limit = s.orphan_retries if self.app_closed else s.retries2
         if self.retries >= limit:
-            self._drop(errno.ETIMEDOUT, "connection timed out", rst=st is not _SYN_SENT)
+            self._drop(errno.ETIMEDOUT, "connection timed out", rst=st not in _OPENING)
             return
         self.retries += 1
         self.counters["TCPTimeouts"] += 1
