@@ -386,7 +386,7 @@ class Stack:
     def _send_syn_cookie(self, src: bytes, seg: TcpSegment, now: float) -> None:
         """SYN queue full: answer with a stateless SYN-ACK (RFC 4987 3.6)."""
         tuple4 = _tuple4(src, seg.src_port, self.ip_bytes, seg.dst_port)
-        iss, mss = self._cookies.make(now, tuple4, seg.seq, seg.mss or DEFAULT_MSS)
+        iss, _ = self._cookies.make(now, tuple4, seg.seq, seg.mss or DEFAULT_MSS)
         window = min(self.settings.rcv_buf, 0xFFFF)
         reply = TcpSegment(
             seg.dst_port,
@@ -395,7 +395,7 @@ class Stack:
             (seg.seq + 1) & 0xFFFFFFFF,
             SYN | ACK,
             window,
-            mss=min(mss, self.mss),
+            mss=self.mss,  # ours; the cookie keeps the client's (rounded down)
         )
         self._send(src, reply)
         self._cookies_until = now + 128.0  # cookies live two 64 s ticks
