@@ -10,6 +10,7 @@ import pytest
 from tests.tcb_harness import Pair, mk
 from ustack.config import Settings
 from ustack.tcp.state import State
+from ustack.tcp.tcb import Tcb
 from ustack.wire.tcp import ACK, FIN, PSH, RST, TcpSegment
 
 ISS_A = 1000
@@ -485,3 +486,37 @@ def test_fin_into_zero_window_survives() -> None:
     assert a.error is None and b.fin_received
     assert p.states() == (State.FIN_WAIT_2, State.CLOSE_WAIT)
     assert len(b.read(1 << 20)) == 4096 and b.read(10) == b""
+
+
+def _stuck_at_zero_window() -> tuple[Pair, Tcb, Tcb]:
+    """A sends 50 KB into B's 4 KB buffer, which nobody reads."""
+    s = Settings(msl=MSL, rto_max=8.0, orphan_retries=4)
+    sb = Settings(msl=MSL, rcv_buf=4096, wscale=0)
+    p = Pair(iss_a=ISS_A, iss_b=ISS_B, settings=s, settings_b=sb)
+    a, b = p.establish()
+    a.send(bytes(50_000))
+    return p, a, b
+
+
+def test_orphan_held_at_zero_window_is_aborted() -> None:
+    """Issue 10 item 2 (sockstress): the peer keeps its window at zero and
+    answers every probe, which reset the probe count, so the orphan (and its
+    send buffer) lived forever. As Linux's tcp_probe_timer: abort once the
+    backoff saturates after orphan_retries probes, answered or not."""
+    p, a, b = _stuck_at_zero_window()
+    p.run(until=1.0)
+    assert a.snd_wnd == 0 and a.persist
+    a.close(p.now)  # an orphan now, with 45 KB it can never send
+    p.run(until=600.0)
+    answered = [e for e in p.sent("B>A") if e.time > 1.0]
+    assert len(answered) >= 4  # the peer did answer the probes
+    assert a.state is State.CLOSED and a.counters["TCPAbortOnTimeout"] == 1
+    assert isinstance(b.error, ConnectionResetError)
+    assert p.entered("A", State.CLOSED) < 100.0
+
+
+def test_zero_window_with_a_reader_still_open_is_kept() -> None:
+    """Not an orphan: a peer that answers probes keeps the connection up."""
+    p, a, b = _stuck_at_zero_window()
+    p.run(until=600.0)
+    assert p.states() == (State.ESTABLISHED, State.ESTABLISHED) and a.persist

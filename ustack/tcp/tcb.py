@@ -122,6 +122,7 @@ class Tcb:
         "counters",
         "challenge_limiter",
         "persist_probes",
+        "persist_backoff",
         "tso_limit",
         "ts_ok",
         "ts_recent",
@@ -196,7 +197,9 @@ class Tcb:
         # Timers as deadlines (None = not running).
         self.rtx_deadline: float | None = None  # retransmission or persist
         self.persist = False
-        self.persist_probes = 0
+        self.persist_probes = 0  # unanswered probes (Linux icsk_probes_out)
+        # Probes since the window closed, answered or not (Linux icsk_backoff).
+        self.persist_backoff = 0
         self.close_deadline: float | None = None  # TIME_WAIT or orphan FIN_WAIT_2
         self.delack_deadline: float | None = None
         self.ka_deadline: float | None = None
@@ -723,6 +726,7 @@ class Tcb:
                 self.max_snd_wnd = wnd
             if wnd and self.persist:
                 self.persist = False
+                self.persist_backoff = 0
                 self.rtx_deadline = None
                 # The probes' backoff says nothing about the path (Linux
                 # clears it too): do not let it delay the next retransmission.
@@ -942,10 +946,12 @@ class Tcb:
                 if self.app_closed
                 else (self.settings.retries2)
             )
-            if self.persist_probes >= limit:
+            if self.persist_probes >= limit or self._orphan_probes_exhausted():
+                self.counters["TCPAbortOnTimeout"] += 1
                 self._drop(errno.ETIMEDOUT, "peer's window stayed shut", rst=True)
                 return
             self.persist_probes += 1
+            self.persist_backoff += 1
             self.counters["TCPWinProbe"] += 1
             # Zero-window probe: an old byte forces the peer to report its window.
             self._emit(ACK, (self.snd_una - 1) & MASK)
@@ -985,6 +991,17 @@ class Tcb:
                 # burn retries on retransmissions the window forbids.
                 self.persist = True
         self.rtx_deadline = now + self.rto.rto
+
+    def _orphan_probes_exhausted(self) -> bool:
+        """Linux tcp_probe_timer: a peer that answers every probe but keeps
+        its window shut would pin an orphan's send buffer forever, so an
+        orphan is aborted once its probe backoff saturates (RTO at rto_max)
+        after orphan_retries probes, answered or not (sockstress)."""
+        return (
+            self.app_closed
+            and self.persist_backoff >= self.settings.orphan_retries
+            and self.rto.rto >= self.settings.rto_max
+        )
 
     def _on_keepalive_timeout(self, now: float) -> None:
         self.ka_deadline = None
