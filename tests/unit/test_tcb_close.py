@@ -337,6 +337,27 @@ def test_rst_in_time_wait_ignored() -> None:
     assert len(p.log) == n + 2  # no answer
 
 
+def test_time_wait_out_of_window_fin_neither_restarts_nor_floods() -> None:
+    """Issue 10 item 5: any FIN, even out of window, restarted 2MSL, and every
+    FIN, SYN or data segment got an ACK (a blind 1:1 reflector). Only the
+    peer's own FIN again restarts 2MSL; other ACKs are rate-limited."""
+    p = established()
+    a = p.a
+    _to_time_wait(p, drop_last_ack=False)
+    deadline = a.close_deadline
+    n = len(p.log)
+    for i in range(10):  # blind FINs at guessed sequence numbers
+        p.inject_a(mk(ISS_B + 5000 + i, ISS_A + 2, FIN | ACK, to_b=False))
+        p.inject_a(mk(ISS_B + 9000, ISS_A + 2, ACK, payload=b"x", to_b=False))
+    assert a.close_deadline == deadline  # not restarted
+    assert len(p.sent("A>B", n)) == 1  # one ACK, the rest rate-limited
+    assert a.counters["TCPACKSkippedTimeWait"] == 19
+    p.now += 0.1
+    p.inject_a(mk(ISS_B + 1, ISS_A + 2, FIN | ACK, to_b=False))  # B's FIN again
+    assert a.close_deadline == p.now + 2 * MSL
+    assert [e.seg.ack for e in p.sent("A>B", n)][-1] == ISS_B + 2
+
+
 def test_time_wait_answers_old_data_with_ack() -> None:
     p = established()
     a = p.a

@@ -553,12 +553,16 @@ class Tcb:
         flags = seg.flags
         if flags & RST:
             return  # RFC 1337: do not let a RST cut TIME_WAIT short
-        if flags & FIN:
-            # The peer lost our last ACK: ACK again, restart 2MSL (3.10.7.4).
+        if flags & FIN and (seg.seq + len(seg.payload) + 1) & MASK == self.rcv_nxt:
+            # The peer's FIN again: it lost our last ACK. ACK again and
+            # restart 2MSL (3.10.7.4); no other segment may restart it.
             self._emit(ACK, self.snd_max)
             self.close_deadline = now + 2 * self.settings.msl
         elif seg.seg_len or flags & SYN:
-            self._emit(ACK, self.snd_max)
+            # Anything else is out of window: a rate-limited ACK, so a blind
+            # sender cannot use TIME_WAIT as a 1:1 reflector (Linux
+            # tcp_timewait_check_oow_rate_limit).
+            self._rate_limited_ack(now, "TCPACKSkippedTimeWait")
 
     def _on_segment_synchronized(self, seg: TcpSegment, now: float) -> None:
         flags = seg.flags
@@ -574,7 +578,10 @@ class Tcb:
             and now - self.ts_recent_age < PAWS_IDLE
         ):
             self.counters["PAWSEstab"] += 1
-            self._emit(ACK, self.snd_max)
+            if seg.payload:
+                self._emit(ACK, self.snd_max)
+            else:  # rate-limited, or a blind 1:1 reflector (Linux: same)
+                self._rate_limited_ack(now, "TCPACKSkippedPAWS")
             return
         # First: sequence number acceptability (RFC 9293 3.10.7.4 table).
         seg_len = len(payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
@@ -672,10 +679,17 @@ class Tcb:
         otherwise ACK each other forever (RFC 5961 10; Linux does the same)."""
         probe = seg.seq == (self.rcv_nxt - 1) & MASK  # keepalive / window probe
         if not seg.payload and not seg.flags & (SYN | FIN) and not probe:
-            if now - self.last_oow_ack < self.settings.invalid_ratelimit:
-                self.counters["TCPACKSkippedInvalid"] += 1
-                return
-            self.last_oow_ack = now
+            self._rate_limited_ack(now, "TCPACKSkippedInvalid")
+        else:
+            self._emit(ACK, self.snd_max)
+
+    def _rate_limited_ack(self, now: float, skipped: str) -> None:
+        """ACK at most once per `invalid_ratelimit` (Linux tcp_oow_rate_limited);
+        `skipped` counts the ACKs left out."""
+        if now - self.last_oow_ack < self.settings.invalid_ratelimit:
+            self.counters[skipped] += 1
+            return
+        self.last_oow_ack = now
         self._emit(ACK, self.snd_max)
 
     def _challenge_ack(self, now: float) -> None:
