@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-PACKAGES=(python3-venv curl netcat-openbsd iproute2 iputils-ping procps util-linux tshark)
+PACKAGES=(python3-venv curl netcat-openbsd iproute2 iputils-ping procps util-linux tshark nmap)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

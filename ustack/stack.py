@@ -24,6 +24,7 @@ import trio
 
 from ustack.config import Settings
 from ustack.errors import os_error
+from ustack.ipident import ATOMIC_ID, IpIdents
 from ustack.link import vnet
 from ustack.link.base import Link
 from ustack.sockopts import SocketOptions
@@ -135,7 +136,7 @@ class Stack:
         self._isn = IsnGenerator()
         self._cookies = SynCookies()
         self._cookies_until = -math.inf
-        self._ident = random.randrange(1 << 16)
+        self._ip_idents = IpIdents()  # for datagrams without DF
         self._rng = random.SystemRandom()
         self._orphans = 0
         self._wait_scope: trio.CancelScope | None = None
@@ -282,7 +283,7 @@ class Stack:
             return
         if msg.type == ECHO_REQUEST:
             self._write(
-                echo_reply_packet(self.ip_bytes, src, payload, self._next_ident())
+                echo_reply_packet(self.ip_bytes, src, payload, ATOMIC_ID)  # DF
             )
             self.counters["IcmpOutEchoReps"] += 1
 
@@ -558,12 +559,12 @@ class Stack:
         conn.lot.unpark_all()
 
     def _send(self, dst: bytes, seg: TcpSegment, mss: int = 0xFFFF) -> None:
-        self._ident = (self._ident + 1) & 0xFFFF
+        # Every TCP datagram has DF: IP ID 0 (RFC 6864; see ustack/ipident.py).
         if self._vnet:
             # Offload: the kernel completes the checksum (and segments a
             # payload longer than the MSS); we only sum the pseudo-header.
             packet = build_tcp_packet(
-                self.ip_bytes, dst, seg, self._ident, partial_csum=True
+                self.ip_bytes, dst, seg, ATOMIC_ID, partial_csum=True
             )
             plen = len(seg.payload)
             header = vnet.tcp_header(20, len(packet) - 20 - plen, plen, mss)
@@ -571,7 +572,7 @@ class Stack:
                 self._tap_out(with_full_tcp_checksum(packet))
             self.link.write(header + packet)
         else:
-            self._write(build_tcp_packet(self.ip_bytes, dst, seg, self._ident))
+            self._write(build_tcp_packet(self.ip_bytes, dst, seg, ATOMIC_ID))
         self.counters["OutSegs"] += 1
 
     def _write(self, packet: bytes) -> None:
@@ -585,9 +586,9 @@ class Stack:
         for tap in self.taps:
             tap(True, packet, now)
 
-    def _next_ident(self) -> int:
-        self._ident = (self._ident + 1) & 0xFFFF
-        return self._ident
+    def _next_ident(self, dst: bytes) -> int:
+        """The IP ID of a datagram to `dst` without DF (fragmentable)."""
+        return self._ip_idents(dst)
 
     def _schedule(self, tcb: Tcb) -> None:
         deadline = tcb.deadline
