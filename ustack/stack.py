@@ -28,7 +28,7 @@ from ustack.ipident import ATOMIC_ID, IpIdents
 from ustack.link import vnet
 from ustack.link.base import Link
 from ustack.sockopts import SocketOptions
-from ustack.tcp.isn import IsnGenerator
+from ustack.tcp.isn import IsnGenerator, boot_secret, system_clock
 from ustack.tcp.state import State
 from ustack.tcp.syncookie import SynCookies
 from ustack.tcp.tcb import DEFAULT_MSS, Tcb, reset_for
@@ -133,7 +133,10 @@ class Stack:
         self._conns_changed = trio.Event()
         self._heap_seq = itertools.count()
         self._dirty: list[Tcb] = []
-        self._isn = IsnGenerator()
+        # ISNs and timestamp offsets: one secret and one clock for every
+        # process of this boot, so neither restarts with ustack (isn.py).
+        self._isn = IsnGenerator(boot_secret())
+        self._system_clock: Callable[[], float] = system_clock
         self._cookies = SynCookies()
         self._cookies_until = -math.inf
         self._ip_idents = IpIdents()  # for datagrams without DF
@@ -368,7 +371,8 @@ class Stack:
     ) -> Tcb:
         """A TCB for `key`, with its bookkeeping, registered for demux."""
         remote_ip, remote_port, local_port = key
-        iss = self._isn(now, self.ip_bytes, local_port, remote_ip, remote_port)
+        clock = self._system_clock()
+        iss = self._isn(clock, self.ip_bytes, local_port, remote_ip, remote_port)
         tcb = Tcb(
             self.settings,
             (self.ip_bytes, local_port),
@@ -379,6 +383,7 @@ class Stack:
             self.counters,
         )
         tcb.tso_limit = self.tso_limit
+        tcb.ts_offset = self._isn.ts_offset(self.ip_bytes, remote_ip, clock - now)
         tcb.owner = Conn(key, listener)
         self.apply_options(tcb, options)
         self._conns[key] = tcb

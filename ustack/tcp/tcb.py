@@ -228,7 +228,9 @@ class Tcb:
         self.ts_recent = 0
         self.ts_recent_age = now
         self.last_ack_sent = 0
-        self.ts_offset = (iss * 2654435761) & MASK  # unpredictable as the ISS
+        # The stack sets the offset from the address pair and its system
+        # clock (tcp/isn.py); a standalone TCB derives one from the ISS.
+        self.ts_offset = (iss * 2654435761) & MASK
         self.clock = now  # the latest `now` we were given
         self.sack_ok = False  # both SYNs carried SACK-permitted (RFC 2018)
         self.last_oow_ack = -math.inf  # when we last ACKed an invalid segment
