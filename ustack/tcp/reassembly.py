@@ -90,10 +90,10 @@ class Reassembly:
         if not data:
             return
         self.last_seq = seq
-        self.counters["TCPOFOQueue"] += 1
         end = start + len(data)
         held = self._runs.floor(start)
         if held is not None and held.end >= end:
+            self.counters["TCPOFOQueue"] += 1
             self.counters["TCPOFOMerge"] += 1  # all held already: costs nothing
             self._note_recent(held, start)
             return
@@ -111,6 +111,7 @@ class Reassembly:
             if len(data) > room:
                 self.counters["TCPOFODrop"] += 1
                 data = data[:room]
+        self.counters["TCPOFOQueue"] += 1  # as Linux: once past the bound check
         self._note_recent(self._insert(start, data), start)
 
     def _note_recent(self, run: Run, start: int) -> None:
