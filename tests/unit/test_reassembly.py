@@ -206,7 +206,7 @@ ops = st.lists(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(ops, st.integers(0, MASK))
 def test_matches_model_without_bound(
     steps: list[tuple[str, int, int]], base: int
@@ -250,7 +250,7 @@ def test_matches_model_without_bound(
             assert seq_diff(s, base) <= latest < seq_diff(e, base)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(ops, st.integers(0, MASK), st.integers(0, 6 * (RUN_COST + CHUNK_COST)))
 def test_bounded_queue_holds_only_true_bytes(
     steps: list[tuple[str, int, int]], base: int, limit: int
