@@ -589,3 +589,21 @@ def test_shrunk_window_probed_not_timed_out() -> None:
     assert a.state is State.ESTABLISHED and a.error is None
     sent_late = [e for e in p.sent("A>B") if e.time > 5]
     assert sent_late, "the sender went silent instead of probing"
+
+
+def test_one_byte_segments_beyond_a_hole_cost_their_overhead() -> None:
+    """Issue 10 item 1 through a TCB with default settings: 1-byte segments
+    at RCV.NXT+2, +4, ... are each charged a run's overhead, so the 1 MB
+    bound holds about a thousand (it admitted half a million before) and the
+    rest is dropped and counted; the hole still fills and data flows."""
+    p = Pair(iss_a=ISS_A)
+    a, b = p.establish()
+    nxt = b.rcv_nxt
+    for i in range(3000):
+        p.inject_b(mk(nxt + 2 + 2 * i, a.snd_nxt, ACK, payload=b"z"))
+    assert b.ooo.truesize <= b.settings.ooo_max_bytes
+    assert 1000 < len(b.ooo) < 1100
+    assert b.counters["TCPOFODrop"] == 3000 - len(b.ooo)
+    p.inject_b(mk(nxt, a.snd_nxt, ACK, payload=b"a"))
+    p.inject_b(mk(nxt + 1, a.snd_nxt, ACK, payload=b"b"))
+    assert b.read(10) == b"abz"
