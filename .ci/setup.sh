@@ -21,6 +21,7 @@ PACKAGES=(
     tcpdump
     wrk           # real HTTP clients for tools/bench_http.py
     apache2-utils
+    nmap          # tests/integration/test_hardening_ipid.py (nmap -O)
 )
 
 missing=()

@@ -21,10 +21,10 @@ echo ping-pong, p50/p99 us), idle-conns (RSS bytes per idle keepalive
 connection), timewait (RSS bytes per server-side TIME_WAIT entry), and real
 HTTP clients (tools/bench_http.py: http-wrk, http-ab, http-curl). Every
 namespace is created for one (run, scenario, MTU, server) and deleted after.
-`bench.py lossy ...` runs the sender-under-loss comparison instead
-(tools/bench_lossy.py). See docs/benchmarks.md.
-See docs/benchmarks.md. `bench.py ways-in [...]` runs tools/bench_sync.py
-(the trio API vs the blocking socket vs its socketpair bridge).
+Sub-benchmarks instead: `bench.py lossy [...]` (tools/bench_lossy.py, the
+sender under loss against Linux), `bench.py ways-in [...]` (tools/bench_sync.py,
+the trio API vs the blocking socket vs its socketpair bridge), `bench.py
+reassembly [...]` (tools/bench_reassembly.py). See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -597,6 +597,10 @@ def main(argv: list[str] | None = None) -> int:
         import bench_sync
 
         return bench_sync.main(argv[1:])
+    if argv[:1] == ["reassembly"]:  # CPU micro-benchmark: no network, no root
+        import bench_reassembly
+
+        return bench_reassembly.main(argv[1:])
     ap = argparse.ArgumentParser(
         description=(__doc__ or "").splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

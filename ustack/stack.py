@@ -28,10 +28,11 @@ from ustack.config import Settings
 from ustack.errors import os_error
 from ustack.ip.icmp_errors import IcmpError
 from ustack.ip.layer import IpLayer
+from ustack.ipident import ATOMIC_ID, IpIdents
 from ustack.link import vnet
 from ustack.link.base import Link
 from ustack.sockopts import SocketOptions
-from ustack.tcp.isn import IsnGenerator
+from ustack.tcp.isn import IsnGenerator, boot_secret, system_clock
 from ustack.tcp.state import State
 from ustack.tcp.syncookie import SynCookies
 from ustack.tcp.tcb import DEFAULT_MSS, Tcb, reset_for
@@ -152,10 +153,13 @@ class Stack:
         self._conns_changed = trio.Event()
         self._heap_seq = itertools.count()
         self._dirty: list[Tcb] = []
-        self._isn = IsnGenerator()
+        # ISNs and timestamp offsets: one secret and one clock for every
+        # process of this boot, so neither restarts with ustack (isn.py).
+        self._isn = IsnGenerator(boot_secret())
+        self._system_clock: Callable[[], float] = system_clock
         self._cookies = SynCookies()
         self._cookies_until = -math.inf
-        self._ident = random.randrange(1 << 16)
+        self._ip_idents = IpIdents()  # for datagrams without DF
         self._rng = random.SystemRandom()
         self._orphans = 0
         self._wait_scope: trio.CancelScope | None = None
@@ -451,8 +455,9 @@ class Stack:
     ) -> Tcb:
         """A TCB for `key`, with its bookkeeping, registered for demux."""
         remote_ip, remote_port, local_port = key
+        clock = self._system_clock()
         if iss is None:
-            iss = self._isn(now, self.ip_bytes, local_port, remote_ip, remote_port)
+            iss = self._isn(clock, self.ip_bytes, local_port, remote_ip, remote_port)
         tcb = Tcb(
             self.settings,
             (self.ip_bytes, local_port),
@@ -463,6 +468,7 @@ class Stack:
             self.counters,
         )
         tcb.tso_limit = self.tso_limit
+        tcb.ts_offset = self._isn.ts_offset(self.ip_bytes, remote_ip, clock - now)
         tcb.owner = Conn(key, listener)
         self.apply_options(tcb, options)
         self._conns[key] = tcb
@@ -471,7 +477,7 @@ class Stack:
     def _send_syn_cookie(self, src: bytes, seg: TcpSegment, now: float) -> None:
         """SYN queue full: answer with a stateless SYN-ACK (RFC 4987 3.6)."""
         tuple4 = _tuple4(src, seg.src_port, self.ip_bytes, seg.dst_port)
-        iss, mss = self._cookies.make(now, tuple4, seg.seq, seg.mss or DEFAULT_MSS)
+        iss, _ = self._cookies.make(now, tuple4, seg.seq, seg.mss or DEFAULT_MSS)
         window = min(self.settings.rcv_buf, 0xFFFF)
         reply = TcpSegment(
             seg.dst_port,
@@ -480,7 +486,7 @@ class Stack:
             (seg.seq + 1) & 0xFFFFFFFF,
             SYN | ACK,
             window,
-            mss=min(mss, self.mss),
+            mss=self.mss,  # ours; the cookie keeps the client's (rounded down)
         )
         self._send(src, reply)
         self._cookies_until = now + 128.0  # cookies live two 64 s ticks
@@ -646,12 +652,12 @@ class Stack:
         conn.wake()
 
     def _send(self, dst: bytes, seg: TcpSegment, mss: int = 0xFFFF) -> None:
-        self._ident = (self._ident + 1) & 0xFFFF
+        # Every TCP datagram has DF: IP ID 0 (RFC 6864; see ustack/ipident.py).
         if self._vnet:
             # Offload: the kernel completes the checksum (and segments a
             # payload longer than the MSS); we only sum the pseudo-header.
             packet = build_tcp_packet(
-                self.ip_bytes, dst, seg, self._ident, partial_csum=True
+                self.ip_bytes, dst, seg, ATOMIC_ID, partial_csum=True
             )
             plen = len(seg.payload)
             header = vnet.tcp_header(20, len(packet) - 20 - plen, plen, mss)
@@ -659,7 +665,7 @@ class Stack:
                 self._tap_out(with_full_tcp_checksum(packet))
             self.link.write(header + packet)
         else:
-            self._write(build_tcp_packet(self.ip_bytes, dst, seg, self._ident))
+            self._write(build_tcp_packet(self.ip_bytes, dst, seg, ATOMIC_ID))
         self.counters["OutSegs"] += 1
 
     def _write(self, packet: bytes) -> None:
@@ -675,8 +681,7 @@ class Stack:
 
     def _next_ident(self, dst: bytes) -> int:
         """The IP ID of a datagram to `dst` without DF (fragmentable)."""
-        self._ident = (self._ident + 1) & 0xFFFF
-        return self._ident
+        return self._ip_idents(dst)
 
     def _schedule(self, tcb: Tcb) -> None:
         deadline = tcb.deadline

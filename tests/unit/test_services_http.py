@@ -250,6 +250,17 @@ async def test_malformed_request_gets_400_and_close() -> None:
     assert b"connection: close" in out.lower()
 
 
+async def test_400_body_is_the_reason_and_carries_a_date() -> None:
+    """Issue 10 item 15: the body quoted h11's message, a Python repr of the
+    request bytes (`bytearray(b'OPTIONS / RTSP/1.0')`), and Date was missing."""
+    async with http_conn() as s:
+        out = await raw(s, b"OPTIONS / RTSP/1.0\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert body == b"400 Bad Request\n"
+    assert b"\r\ndate: " in head.lower()
+
+
 async def test_missing_host_gets_400() -> None:
     async with http_conn() as s:
         out = await raw(s, b"GET / HTTP/1.1\r\n\r\n")

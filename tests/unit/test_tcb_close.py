@@ -10,6 +10,7 @@ import pytest
 from tests.tcb_harness import Pair, mk
 from ustack.config import Settings
 from ustack.tcp.state import State
+from ustack.tcp.tcb import Tcb
 from ustack.wire.tcp import ACK, FIN, PSH, RST, TcpSegment
 
 ISS_A = 1000
@@ -336,6 +337,27 @@ def test_rst_in_time_wait_ignored() -> None:
     assert len(p.log) == n + 2  # no answer
 
 
+def test_time_wait_out_of_window_fin_neither_restarts_nor_floods() -> None:
+    """Issue 10 item 5: any FIN, even out of window, restarted 2MSL, and every
+    FIN, SYN or data segment got an ACK (a blind 1:1 reflector). Only the
+    peer's own FIN again restarts 2MSL; other ACKs are rate-limited."""
+    p = established()
+    a = p.a
+    _to_time_wait(p, drop_last_ack=False)
+    deadline = a.close_deadline
+    n = len(p.log)
+    for i in range(10):  # blind FINs at guessed sequence numbers
+        p.inject_a(mk(ISS_B + 5000 + i, ISS_A + 2, FIN | ACK, to_b=False))
+        p.inject_a(mk(ISS_B + 9000, ISS_A + 2, ACK, payload=b"x", to_b=False))
+    assert a.close_deadline == deadline  # not restarted
+    assert len(p.sent("A>B", n)) == 1  # one ACK, the rest rate-limited
+    assert a.counters["TCPACKSkippedTimeWait"] == 19
+    p.now += 0.1
+    p.inject_a(mk(ISS_B + 1, ISS_A + 2, FIN | ACK, to_b=False))  # B's FIN again
+    assert a.close_deadline == p.now + 2 * MSL
+    assert [e.seg.ack for e in p.sent("A>B", n)][-1] == ISS_B + 2
+
+
 def test_time_wait_answers_old_data_with_ack() -> None:
     p = established()
     a = p.a
@@ -502,3 +524,37 @@ def test_lone_fin_gets_a_tail_loss_probe_before_the_rto() -> None:
     assert fins == pytest.approx([0, 0.2, 0.4, 0.8])  # probe, then RTOs
     assert a.counters["TCPLossProbes"] == 1
     assert a.counters["TCPTimeouts"] == 2
+
+
+def _stuck_at_zero_window() -> tuple[Pair, Tcb, Tcb]:
+    """A sends 50 KB into B's 4 KB buffer, which nobody reads."""
+    s = Settings(msl=MSL, rto_max=8.0, orphan_retries=4)
+    sb = Settings(msl=MSL, rcv_buf=4096, wscale=0)
+    p = Pair(iss_a=ISS_A, iss_b=ISS_B, settings=s, settings_b=sb)
+    a, b = p.establish()
+    a.send(bytes(50_000))
+    return p, a, b
+
+
+def test_orphan_held_at_zero_window_is_aborted() -> None:
+    """Issue 10 item 2 (sockstress): the peer keeps its window at zero and
+    answers every probe, which reset the probe count, so the orphan (and its
+    send buffer) lived forever. As Linux's tcp_probe_timer: abort once the
+    backoff saturates after orphan_retries probes, answered or not."""
+    p, a, b = _stuck_at_zero_window()
+    p.run(until=1.0)
+    assert a.snd_wnd == 0 and a.persist
+    a.close(p.now)  # an orphan now, with 45 KB it can never send
+    p.run(until=600.0)
+    answered = [e for e in p.sent("B>A") if e.time > 1.0]
+    assert len(answered) >= 4  # the peer did answer the probes
+    assert a.state is State.CLOSED and a.counters["TCPAbortOnTimeout"] == 1
+    assert isinstance(b.error, ConnectionResetError)
+    assert p.entered("A", State.CLOSED) < 100.0
+
+
+def test_zero_window_with_a_reader_still_open_is_kept() -> None:
+    """Not an orphan: a peer that answers probes keeps the connection up."""
+    p, a, b = _stuck_at_zero_window()
+    p.run(until=600.0)
+    assert p.states() == (State.ESTABLISHED, State.ESTABLISHED) and a.persist

@@ -444,3 +444,31 @@ def test_simultaneous_open_with_lost_synack() -> None:
     assert p.states() == (State.ESTABLISHED, State.ESTABLISHED)
     assert p.entered("A", State.ESTABLISHED) == 1.0
     assert p.a.error is None and p.b is not None and p.b.error is None
+
+
+def test_synack_retries_run_out_silently() -> None:
+    """Issue 10 item 4: a half-open connection whose SYN-ACKs go unanswered
+    (a SYN flood from spoofed sources) is dropped without a RST, as Linux."""
+    p = Pair(iss_a=ISS_A, iss_b=ISS_B, settings=Settings(synack_retries=2))
+    p.drop = lambda d, s: d == "B>A" or p.now > 0  # the "client" never answers
+    p.a.open_active(p.now)
+    p.run(until=100)
+    assert p.b is not None and p.b.state is State.CLOSED
+    assert [e.seg.flags for e in p.sent("B>A")] == [SYN | ACK] * 3  # no RST
+    assert p.b.counters["OutRsts"] == 0
+
+
+def test_fin_on_synack_closes_the_peer_side() -> None:
+    """Issue 10 item 10: RFC 9293 3.10.7.3 continues at step six, so a FIN
+    on the SYN-ACK is processed: CLOSE_WAIT, EOF, the FIN is acknowledged."""
+    p = Pair(iss_a=ISS_A)
+    p.drop = lambda d, s: d == "A>B"
+    p.a.open_active(p.now)
+    p.run()
+    n = len(p.log)
+    p.inject_a(mk(777, ISS_A + 1, SYN | ACK | FIN, 4000, b"bye", to_b=False))
+    assert p.a.state is State.CLOSE_WAIT and p.a.fin_received
+    assert p.a.read(10) == b"bye"
+    assert p.a.rcv_nxt == 777 + 1 + 3 + 1
+    p.run(until=1)
+    assert [e.seg.ack for e in p.sent("A>B", n) if e.seg.flags & ACK][-1] == 782

@@ -132,7 +132,9 @@ class TcbPairMachine(RuleBasedStateMachine):
             assert seq_le(tcb.snd_una, tcb.snd_nxt), (tcb.snd_una, tcb.snd_nxt)
             assert seq_le(tcb.snd_nxt, tcb.snd_max), (tcb.snd_nxt, tcb.snd_max)
             assert 0 <= seq_diff(tcb.snd_max, tcb.snd_una) <= tcb.snd_buf_size + 2
-            assert len(tcb.rcvbuf) <= tcb.rcv_buf_size
+            # The window is rounded up to the scale (issue 10 item 11, Linux):
+            # the buffer may hold up to 2**wscale - 1 bytes more.
+            assert len(tcb.rcvbuf) < tcb.rcv_buf_size + (1 << tcb.rcv_wscale)
             assert 0 <= tcb.ooo.size <= tcb.ooo.limit
             assert len(tcb.sndbuf) <= tcb.snd_buf_size
             if tcb.state is not State.CLOSED and tcb.deadline is not None:

@@ -4,26 +4,7 @@ from __future__ import annotations
 
 from tests.tcb_harness import Pair
 from ustack.config import Settings
-from ustack.tcp.reassembly import Reassembly
 from ustack.wire.tcp import TcpSegment
-
-
-def test_blocks_merge_runs_and_put_the_latest_first() -> None:
-    r = Reassembly(1 << 20)
-    base = 0xFFFFFF00  # runs across the wrap
-    r.add(base, base + 100, b"a" * 50)
-    r.add(base, base + 150, b"b" * 50)  # contiguous with the first: one run
-    r.add(base, base + 400, b"c" * 10)
-    r.add(base, base + 300, b"d" * 10)  # the latest
-    blocks = r.sack_blocks(base, 4)
-    m = 0xFFFFFFFF
-    assert blocks == (
-        ((base + 300) & m, (base + 310) & m),
-        ((base + 100) & m, (base + 200) & m),
-        ((base + 400) & m, (base + 410) & m),
-    )
-    assert r.sack_blocks(base, 2) == blocks[:2]
-    assert Reassembly(10).sack_blocks(0, 4) == ()
 
 
 def test_negotiated_only_when_both_offer() -> None:

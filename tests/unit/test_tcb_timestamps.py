@@ -51,6 +51,25 @@ def test_rtt_measured_from_echo_even_after_retransmission() -> None:
     assert a.rto.srtt is not None and a.rto.srtt < 0.2
 
 
+def test_paws_rejection_acks_are_rate_limited() -> None:
+    """Issue 10 item 5: each PAWS-rejected segment got an ACK, so a blind
+    sender of old-timestamped ACKs had a 1:1 reflector. Now at most one ACK
+    per invalid_ratelimit for segments without data (Linux
+    LINUX_MIB_TCPACKSKIPPEDPAWS)."""
+    p = Pair(delay=0.01)
+    a, b = p.establish()
+    p.run(until=p.now + 2)
+    recent = b.ts_recent
+    n = len(p.log)
+    for _ in range(20):
+        p.inject_b(mk(a.snd_nxt, a.rcv_nxt, ACK,
+                      timestamp=((recent - 1000) & 0xFFFFFFFF, 0)))
+    p.pump()
+    assert b.counters["PAWSEstab"] == 20
+    assert len(p.sent("B>A", n)) == 1
+    assert b.counters["TCPACKSkippedPAWS"] == 19
+
+
 def test_paws_drops_an_old_duplicate() -> None:
     p = Pair(delay=0.01)
     a, b = p.establish()

@@ -1,4 +1,5 @@
-"""Building blocks of the TCB: sequence arithmetic, reassembly, RTO, reset_for."""
+"""Building blocks of the TCB: sequence arithmetic, RTO, reset_for
+(reassembly: test_reassembly.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.rto import RtoEstimator
 from ustack.tcp.seq import (
     MASK,
@@ -87,103 +87,6 @@ def test_seq_shift_invariance(a: int, d1: int, d2: int) -> None:
 def test_seq_add_stays_in_range(a: int, n: int) -> None:
     r = seq_add(a, n)
     assert 0 <= r <= MASK and r == (a + n) % 2**32
-
-
-# ----------------------------------------------------------------------
-# Reassembly
-
-
-def test_reassembly_in_order_fill() -> None:
-    r = Reassembly(1000)
-    r.add(100, 110, b"BBBBB")
-    r.add(100, 120, b"DDDDD")
-    assert r.size == 10 and len(r) == 2
-    assert r.pop_ready(100) is None  # hole at 100..110
-    assert r.pop_ready(110) == b"BBBBB"  # 115..120 still missing
-    assert r.size == 5
-    assert r.pop_ready(115) is None
-    assert r.pop_ready(120) == b"DDDDD"
-    assert r.size == 0 and len(r) == 0
-
-
-def test_reassembly_overlap_keeps_first_bytes() -> None:
-    r = Reassembly(1000)
-    r.add(0, 10, b"aaaaa")  # 10..15
-    r.add(0, 20, b"ccccc")  # 20..25
-    r.add(0, 8, b"XXXXXXXXXXXXXXXXXXXX")  # 8..28 overlaps both
-    assert r.size == 20  # 8..28, no byte stored twice
-    assert r.pop_ready(8) == b"XX" + b"aaaaa" + b"XXXXX" + b"ccccc" + b"XXX"
-    assert r.size == 0
-
-
-def test_reassembly_duplicate_is_free() -> None:
-    r = Reassembly(1000)
-    r.add(0, 10, b"hello")
-    r.add(0, 10, b"HELLO")
-    r.add(0, 11, b"ELL")
-    assert r.size == 5 and len(r) == 1
-    assert r.pop_ready(10) == b"hello"
-
-
-def test_reassembly_pop_from_middle_of_segment() -> None:
-    r = Reassembly(1000)
-    r.add(0, 10, b"0123456789")
-    # The in-order path delivered up to 15 already: only the rest comes out.
-    assert r.pop_ready(15) == b"56789"
-    assert r.size == 0
-    r.add(0, 10, b"abc")
-    assert r.pop_ready(20) is None  # wholly stale: discarded
-    assert r.size == 0 and len(r) == 0
-
-
-def test_reassembly_limit_bounds_bytes() -> None:
-    r = Reassembly(8)
-    r.add(0, 10, b"abcdef")
-    r.add(0, 30, b"0123456789")  # only 2 bytes of room
-    assert r.size == 8
-    r.add(0, 50, b"zz")  # full: dropped
-    assert r.size == 8 and len(r) == 2
-    assert r.pop_ready(10) == b"abcdef"
-    assert r.pop_ready(30) == b"01"
-    assert r.size == 0
-
-
-def test_reassembly_across_wrap() -> None:
-    r = Reassembly(1000)
-    base = MASK - 3
-    r.add(base, seq_add(base, 6), b"world")  # seq 2..7
-    r.add(base, seq_add(base, 2), b"ello")  # seq 0..4 wrapped... 2**32-2..2
-    assert r.pop_ready(seq_add(base, 1)) is None
-    assert r.pop_ready(seq_add(base, 2)) == b"elloworld"
-
-
-def test_reassembly_clear() -> None:
-    r = Reassembly(100)
-    r.add(0, 5, b"abc")
-    r.fin_seq = 9
-    r.clear()
-    assert r.size == 0 and len(r) == 0 and r.fin_seq is None
-
-
-@given(
-    st.lists(
-        st.tuples(st.integers(1, 200), st.integers(1, 40)), min_size=1, max_size=30
-    ),
-    st.integers(0, MASK),
-    st.integers(20, 400),
-)
-def test_reassembly_property(pieces: list[tuple[int, int]], base: int,
-                             limit: int) -> None:
-    """Any set of (possibly overlapping) pieces of one stream, bounded."""
-    stream = bytes(i % 251 for i in range(400))
-    r = Reassembly(limit)
-    for off, n in pieces:
-        r.add(base, seq_add(base, off), stream[off : off + n])
-        assert 0 <= r.size <= limit
-    # Fill the hole at offset 0 by hand: everything contiguous from 1 comes out.
-    out = r.pop_ready(seq_add(base, 1))
-    got = out or b""
-    assert got == stream[1 : 1 + len(got)]
 
 
 # ----------------------------------------------------------------------

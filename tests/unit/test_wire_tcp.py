@@ -275,8 +275,8 @@ def test_valid_hand_built_options() -> None:
     assert seg.mss == 1460 and seg.timestamp is None
     seg = parse_tcp(raw_tcp(b"\x08\x0a" + b"\0\0\0\1" * 2 + b"\1\0"), SRC, DST)
     assert seg.timestamp == (1, 1)
-    with pytest.raises(WireError, match="bad_opt"):
-        parse_tcp(raw_tcp(b"\x01\x01\x08\x0b" + b"\0" * 8), SRC, DST)
+    seg = parse_tcp(raw_tcp(b"\x01\x01\x08\x0b" + b"\0" * 8), SRC, DST)
+    assert seg.timestamp is None  # TIMESTAMP of length 11: skipped
     # options up to the 60-byte limit
     seg = parse_tcp(raw_tcp(b"\x01" * 40, b"data"), SRC, DST)
     assert seg.payload == b"data" and seg.mss is None
@@ -289,19 +289,39 @@ BAD = [
     ("bad_doff", raw_tcp(doff=0)),
     ("bad_doff", raw_tcp(b"\x01" * 4, doff=7)),  # 28 > 24 bytes present
     ("bad_tcp_csum", raw_tcp(b"", b"hi", fix_csum=False)),
-    ("bad_opt", raw_tcp(b"\x01\x01\x01\x02")),  # kind without length byte
-    ("bad_opt", raw_tcp(b"\x02\x00\x00\x00")),  # length 0
-    ("bad_opt", raw_tcp(b"\x63\x01\x00\x00")),  # unknown kind, length 1
-    ("bad_opt", raw_tcp(b"\x01\x01\x63\x05")),  # runs past the header
-    ("bad_opt", raw_tcp(b"\x02\x05\x05\xb4\x00\x00\x00\x00")),  # MSS len 5
-    ("bad_opt", raw_tcp(b"\x02\x03\x05\x00")),  # MSS len 3
-    ("bad_opt", raw_tcp(b"\x03\x04\x05\x00")),  # WSCALE len 4
-    ("bad_opt", raw_tcp(b"\x04\x03\x00\x00")),  # SACK_PERMITTED len 3
-    ("bad_opt", raw_tcp(b"\x08\x08" + b"\0" * 6)),  # TIMESTAMP len 8
-    ("bad_opt", raw_tcp(b"\x05\x02\x00\x00")),  # SACK with no block
-    ("bad_opt", raw_tcp(b"\x05\x0b" + b"\0" * 10)),  # SACK len 11
-    ("bad_opt", raw_tcp(b"\x01\x01\x05\x06\0\0\0\0")),  # SACK len 6
 ]
+
+
+# Issue 10 item 13: a malformed option costs neither the segment nor its data
+# (RFC 9293 MUST-7); as Linux's tcp_parse_options, a missing, short or
+# overlong length stops parsing, a known kind of the wrong length is skipped.
+BAD_OPTIONS = [
+    (b"\x01\x01\x01\x02", {}),  # kind without length byte
+    (b"\x02\x00\x00\x00", {}),  # length 0
+    (b"\x63\x01\x00\x00", {}),  # unknown kind, length 1
+    (b"\x01\x01\x63\x05", {}),  # runs past the header
+    (b"\x02\x05\x05\xb4\x00\x00\x00\x00", {}),  # MSS len 5
+    (b"\x02\x03\x05\x00", {}),  # MSS len 3
+    (b"\x03\x04\x05\x00", {}),  # WSCALE len 4
+    (b"\x04\x03\x00\x00", {}),  # SACK_PERMITTED len 3
+    (b"\x08\x08" + b"\0" * 6, {}),  # TIMESTAMP len 8
+    (b"\x05\x02\x00\x00", {}),  # SACK with no block
+    (b"\x05\x0b" + b"\0" * 10, {}),  # SACK len 11
+    (b"\x01\x01\x05\x06\0\0\0\0", {}),  # SACK len 6
+    # what came before the bad option is kept; a skipped one lets parsing go on
+    (b"\x02\x04\x05\xb4\x08\x00\x00\x00", {"mss": 1460}),
+    (b"\x02\x03\x05\x03\x03\x07\x01\x01", {"wscale": 7}),
+]
+
+
+@pytest.mark.parametrize(("options", "fields"), BAD_OPTIONS)
+def test_malformed_option_keeps_the_segment(
+    options: bytes, fields: dict[str, int]
+) -> None:
+    seg = parse_tcp(raw_tcp(options, b"data"), SRC, DST)
+    assert seg.payload == b"data"
+    assert seg.mss == fields.get("mss") and seg.wscale == fields.get("wscale")
+    assert seg.timestamp is None and seg.sack_blocks == ()
 
 
 @pytest.mark.parametrize(("reason", "buf"), BAD)

@@ -84,13 +84,7 @@ class _Exchange:
         ctype: str = _TEXT,
         headers: Sequence[tuple[str, str]] = (),
     ) -> None:
-        hdrs = [
-            ("Server", "ustack"),
-            ("Date", formatdate(usegmt=True)),
-            ("Content-Type", ctype),
-            ("Content-Length", str(length)),
-            *headers,
-        ]
+        hdrs = [*_common_headers(length, ctype), *headers]
         await self._queue(_response(status, hdrs))
 
     async def data(self, chunk: bytes | memoryview) -> None:
@@ -171,13 +165,10 @@ class HttpService:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         status = exc.error_status_hint or 400
-        body = f"bad request: {exc}\n".encode()
-        headers = [
-            ("Server", "ustack"),
-            ("Content-Type", _TEXT),
-            ("Content-Length", str(len(body))),
-            ("Connection", "close"),
-        ]
+        # The reason phrase only: h11's message quotes the request bytes as a
+        # Python repr, which is no business of the client's (issue 10 item 15).
+        body = f"{status} {HTTPStatus(status).phrase}\n".encode()
+        headers = [*_common_headers(len(body), _TEXT), ("Connection", "close")]
         await _send(conn, stream, _response(status, headers))
         await _send(conn, stream, h11.Data(data=body))
         await _send(conn, stream, h11.EndOfMessage())
@@ -298,6 +289,17 @@ class HttpService:
             "ustack",
             f"<h2>Services</h2><ul>{svc}</ul><h2>Endpoints</h2><ul>{endpoints}</ul>",
         )
+
+
+def _common_headers(length: int, ctype: str) -> list[tuple[str, str]]:
+    """Headers of every response (RFC 9110 6.6.1: an origin server with a
+    clock MUST send Date)."""
+    return [
+        ("Server", "ustack"),
+        ("Date", formatdate(usegmt=True)),
+        ("Content-Type", ctype),
+        ("Content-Length", str(length)),
+    ]
 
 
 def _response(status: int, headers: list[tuple[str, str]]) -> h11.Response:

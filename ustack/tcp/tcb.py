@@ -59,6 +59,9 @@ _CLOSING = State.CLOSING
 _LAST_ACK = State.LAST_ACK
 _TIME_WAIT = State.TIME_WAIT
 _KEEPALIVE_STATES = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_2})
+# A handshake that times out ends silently, as on Linux: after a SYN flood
+# from spoofed sources, RSTs for the given-up SYN-ACKs would hit third parties.
+_OPENING = frozenset({_SYN_SENT, _SYN_RECEIVED})
 # States in which queued data (and our FIN) may still go out.
 _OUTPUT_STATES = frozenset(
     {_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_1, _CLOSING, _LAST_ACK}
@@ -132,6 +135,7 @@ class Tcb:
         "counters",
         "challenge_limiter",
         "persist_probes",
+        "persist_backoff",
         "tso_limit",
         "ts_ok",
         "ts_recent",
@@ -189,7 +193,7 @@ class Tcb:
         self.fin_pending = False  # FIN asked for before ESTABLISHED
         self.rcvbuf = bytearray()
         self.rcv_buf_size = settings.rcv_buf
-        self.ooo = Reassembly(settings.ooo_max_bytes)
+        self.ooo = Reassembly(settings.ooo_max_bytes, self.counters)
         self.fin_received = False
         self.read_closed = False
         self.app_closed = False
@@ -207,7 +211,9 @@ class Tcb:
         # Timers as deadlines (None = not running).
         self.rtx_deadline: float | None = None  # retransmission or persist
         self.persist = False
-        self.persist_probes = 0
+        self.persist_probes = 0  # unanswered probes (Linux icsk_probes_out)
+        # Probes since the window closed, answered or not (Linux icsk_backoff).
+        self.persist_backoff = 0
         self.close_deadline: float | None = None  # TIME_WAIT or orphan FIN_WAIT_2
         self.delack_deadline: float | None = None
         self.ka_deadline: float | None = None
@@ -242,7 +248,9 @@ class Tcb:
         self.ts_recent = 0
         self.ts_recent_age = now
         self.last_ack_sent = 0
-        self.ts_offset = (iss * 2654435761) & MASK  # unpredictable as the ISS
+        # The stack sets the offset from the address pair and its system
+        # clock (tcp/isn.py); a standalone TCB derives one from the ISS.
+        self.ts_offset = (iss * 2654435761) & MASK
         self.clock = now  # the latest `now` we were given
         self.sack_ok = False  # both SYNs carried SACK-permitted (RFC 2018)
         self.last_oow_ack = -math.inf  # when we last ACKed an invalid segment
@@ -493,8 +501,14 @@ class Tcb:
 
     def advertised_window_field(self) -> int:
         """The raw window field matching the right edge we last advertised."""
-        wnd = max(0, seq_diff(self.rcv_adv, self.rcv_nxt))
-        return min(wnd >> self.rcv_wscale, 0xFFFF)
+        return self._window_field(max(0, seq_diff(self.rcv_adv, self.rcv_nxt)))
+
+    def _window_field(self, wnd: int) -> int:
+        """The scaled window field for `wnd` bytes, rounded up as Linux does:
+        rounding down would move the right edge left (RFC 9293 3.8.6.2.2
+        SHOULD NOT shrink); the excess is under 2**wscale bytes."""
+        field = (wnd + (1 << self.rcv_wscale) - 1) >> self.rcv_wscale
+        return field if field < 0xFFFF else 0xFFFF
 
     def detach_time_wait(self) -> None:
         """The stack now holds TIME_WAIT as a compact record: this TCB is done.
@@ -619,6 +633,10 @@ class Tcb:
                 self._receive_text(self.rcv_nxt, seg.payload, now)
             self.ack_now = True
             self._after_established(now)
+            # RFC 9293 3.10.7.3: "continue processing at the sixth step": a
+            # FIN on the SYN-ACK closes the peer's side at once.
+            if flags & FIN and (seg.seq + 1 + len(seg.payload)) & MASK == self.rcv_nxt:
+                self._on_fin(now)
         else:
             # Simultaneous open: SYN_SENT -> SYN_RECEIVED, answer SYN-ACK.
             self.state = _SYN_RECEIVED
@@ -648,12 +666,16 @@ class Tcb:
         flags = seg.flags
         if flags & RST:
             return  # RFC 1337: do not let a RST cut TIME_WAIT short
-        if flags & FIN:
-            # The peer lost our last ACK: ACK again, restart 2MSL (3.10.7.4).
+        if flags & FIN and (seg.seq + len(seg.payload) + 1) & MASK == self.rcv_nxt:
+            # The peer's FIN again: it lost our last ACK. ACK again and
+            # restart 2MSL (3.10.7.4); no other segment may restart it.
             self._emit(ACK, self.snd_max)
             self.close_deadline = now + 2 * self.settings.msl
         elif seg.seg_len or flags & SYN:
-            self._emit(ACK, self.snd_max)
+            # Anything else is out of window: a rate-limited ACK, so a blind
+            # sender cannot use TIME_WAIT as a 1:1 reflector (Linux
+            # tcp_timewait_check_oow_rate_limit).
+            self._rate_limited_ack(now, "TCPACKSkippedTimeWait")
 
     def _on_segment_synchronized(self, seg: TcpSegment, now: float) -> None:
         flags = seg.flags
@@ -669,7 +691,10 @@ class Tcb:
             and now - self.ts_recent_age < PAWS_IDLE
         ):
             self.counters["PAWSEstab"] += 1
-            self._emit(ACK, self.snd_max)
+            if seg.payload:
+                self._emit(ACK, self.snd_max)
+            else:  # rate-limited, or a blind 1:1 reflector (Linux: same)
+                self._rate_limited_ack(now, "TCPACKSkippedPAWS")
             return
         # First: sequence number acceptability (RFC 9293 3.10.7.4 table).
         seg_len = len(payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
@@ -779,10 +804,17 @@ class Tcb:
         otherwise ACK each other forever (RFC 5961 10; Linux does the same)."""
         probe = seg.seq == (self.rcv_nxt - 1) & MASK  # keepalive / window probe
         if not seg.payload and not seg.flags & (SYN | FIN) and not probe:
-            if now - self.last_oow_ack < self.settings.invalid_ratelimit:
-                self.counters["TCPACKSkippedInvalid"] += 1
-                return
-            self.last_oow_ack = now
+            self._rate_limited_ack(now, "TCPACKSkippedInvalid")
+        else:
+            self._emit(ACK, self.snd_max)
+
+    def _rate_limited_ack(self, now: float, skipped: str) -> None:
+        """ACK at most once per `invalid_ratelimit` (Linux tcp_oow_rate_limited);
+        `skipped` counts the ACKs left out."""
+        if now - self.last_oow_ack < self.settings.invalid_ratelimit:
+            self.counters[skipped] += 1
+            return
+        self.last_oow_ack = now
         self._emit(ACK, self.snd_max)
 
     def _challenge_ack(self, now: float) -> None:
@@ -820,6 +852,7 @@ class Tcb:
                 self.max_snd_wnd = wnd
             if wnd and self.persist:
                 self.persist = False
+                self.persist_backoff = 0
                 self.rtx_deadline = None
                 # The probes' backoff says nothing about the path (Linux
                 # clears it too): do not let it delay the next retransmission.
@@ -953,6 +986,10 @@ class Tcb:
         if len(payload) > room:
             payload = payload[: max(0, room)]
         if not payload:
+            # Nothing fits, e.g. a 1-byte zero-window probe (BSD, macOS,
+            # Windows): ACK it with the current window (RFC 9293 3.10.7.4,
+            # 3.8.6.1), or the sender may give up during a long zero window.
+            self.ack_now = True
             return
         if seq != rcv_nxt:
             self.ooo.add(rcv_nxt, seq, payload)
@@ -1064,10 +1101,12 @@ class Tcb:
                 if self.app_closed
                 else (self.settings.retries2)
             )
-            if self.persist_probes >= limit:
+            if self.persist_probes >= limit or self._orphan_probes_exhausted():
+                self.counters["TCPAbortOnTimeout"] += 1
                 self._drop(errno.ETIMEDOUT, "peer's window stayed shut", rst=True)
                 return
             self.persist_probes += 1
+            self.persist_backoff += 1
             self.counters["TCPWinProbe"] += 1
             # Zero-window probe: an old byte forces the peer to report its window.
             self._emit(ACK, (self.snd_una - 1) & MASK)
@@ -1095,7 +1134,7 @@ class Tcb:
             limit = s.orphan_retries if self.app_closed else s.retries2
         if self.retries >= limit:
             why = "connection timed out"
-            self._drop(self.soft_error or errno.ETIMEDOUT, why, rst=st is not _SYN_SENT)
+            self._drop(self.soft_error or errno.ETIMEDOUT, why, rst=st not in _OPENING)
             return
         self.retries += 1
         self.counters["TCPTimeouts"] += 1
@@ -1141,6 +1180,17 @@ class Tcb:
         self._send_record(last, now)
         rec.on_retransmit(last, now, self._tsval())
         rec.on_probe_sent(retransmitted=True)
+
+    def _orphan_probes_exhausted(self) -> bool:
+        """Linux tcp_probe_timer: a peer that answers every probe but keeps
+        its window shut would pin an orphan's send buffer forever, so an
+        orphan is aborted once its probe backoff saturates (RTO at rto_max)
+        after orphan_retries probes, answered or not (sockstress)."""
+        return (
+            self.app_closed
+            and self.persist_backoff >= self.settings.orphan_retries
+            and self.rto.rto >= self.settings.rto_max
+        )
 
     def _on_keepalive_timeout(self, now: float) -> None:
         self.ka_deadline = None
@@ -1366,10 +1416,7 @@ class Tcb:
             wnd = free if free - offered >= self._sws_threshold() else offered
             if wnd < 0:
                 wnd = 0
-            # Rounds down: the buffer stays within rcv_buf (RFC 7323 2.3).
-            field = wnd >> self.rcv_wscale
-            if field > 0xFFFF:
-                field = 0xFFFF
+            field = self._window_field(wnd)
             edge = (ack_no + (field << self.rcv_wscale)) & MASK
             if seq_gt(edge, self.rcv_adv):
                 self.rcv_adv = edge

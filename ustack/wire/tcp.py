@@ -3,7 +3,8 @@
 INTERFACE CONTRACT (shared by ustack/tcp and ustack/stack):
 - `TcpSegment` is the parsed/unparsed value. Field names are fixed.
 - `parse_tcp(buf, src_ip, dst_ip, verify=True) -> TcpSegment`
-  raises `WireError(reason)` for malformed input.
+  raises `WireError(reason)` for a malformed header (bad options are
+  ignored, not fatal).
 - `build_tcp(seg, src_ip, dst_ip) -> bytes` returns header+options+payload
   with a correct checksum over the pseudo-header.
 IP addresses are 4-byte `bytes` on the hot path.
@@ -74,7 +75,13 @@ _OPT_LEN = {2: 4, 3: 3, 4: 2, 8: 10}
 
 
 def _parse_options(buf: bytes | memoryview, end: int, seg: TcpSegment) -> None:
-    """Fill the option fields of `seg` from buf[20:end] (RFC 9293 3.2)."""
+    """Fill the option fields of `seg` from buf[20:end] (RFC 9293 3.2).
+
+    A malformed option never costs the segment (RFC 9293 MUST-7; its data
+    must not be lost), as in Linux's tcp_parse_options: a length that is
+    missing, below 2 or past the header stops parsing; a known kind with the
+    wrong length is skipped.
+    """
     i = 20
     while i < end:
         kind = buf[i]
@@ -84,13 +91,14 @@ def _parse_options(buf: bytes | memoryview, end: int, seg: TcpSegment) -> None:
             i += 1
             continue
         if i + 1 >= end:
-            raise WireError("bad_opt")
+            return
         ln = buf[i + 1]
         if ln < 2 or i + ln > end:
-            raise WireError("bad_opt")
+            return
         want = _OPT_LEN.get(kind)
         if want is not None and ln != want:
-            raise WireError("bad_opt")
+            i += ln  # a known kind with the wrong length: skipped
+            continue
         if kind == 8:
             _, _, tsval, tsecr = _TS.unpack_from(buf, i)
             seg.timestamp = (tsval, tsecr)
@@ -102,11 +110,10 @@ def _parse_options(buf: bytes | memoryview, end: int, seg: TcpSegment) -> None:
             seg.sack_permitted = True
         elif kind == 5:  # RFC 2018 3: 1..4 blocks of (left, right)
             n, rem = divmod(ln - 2, 8)
-            if rem or not 1 <= n <= 4:
-                raise WireError("bad_opt")
-            seg.sack_blocks = tuple(
-                _BLOCK.unpack_from(buf, i + 2 + 8 * k) for k in range(n)
-            )
+            if not rem and 1 <= n <= 4:
+                seg.sack_blocks = tuple(
+                    _BLOCK.unpack_from(buf, i + 2 + 8 * k) for k in range(n)
+                )
         i += ln  # unknown kinds with a sane length are skipped
 
 

@@ -1,0 +1,47 @@
+"""Receive window edges: zero-window probes are ACKed (RFC 9293 3.8.6.1) and
+the right edge never moves left through scaling (RFC 9293 3.8.6.2.2)."""
+
+from __future__ import annotations
+
+from tests.tcb_harness import Pair, mk, transfer
+from ustack.config import Settings
+from ustack.tcp.seq import MASK, seq_ge
+from ustack.wire.tcp import ACK
+
+ISS_A = 1000
+
+
+def test_one_byte_zero_window_probe_is_acked() -> None:
+    """Issue 10 item 6: a probe carrying one new byte at RCV.NXT into a zero
+    window (what BSD, macOS and Windows send) gets an ACK with window 0."""
+    sb = Settings(msl=1.0, rcv_buf=4000, wscale=0)
+    p = Pair(iss_a=ISS_A, settings_b=sb)
+    a, b = p.establish()
+    a.send(b"x" * 10_000)
+    p.run(until=0.5)  # B's buffer fills; nobody reads it
+    assert b.advertised_window_field() == 0
+    n = len(p.log)
+    p.inject_b(mk(b.rcv_nxt, a.snd_una, ACK, 65535, b"y"))
+    p.pump()
+    acks = [e.seg for e in p.sent("B>A", n)]
+    assert [(s.ack, s.window) for s in acks] == [(b.rcv_nxt, 0)]
+    assert len(b.rcvbuf) == 4000  # the probe's byte was not taken
+
+
+def test_right_edge_never_moves_left_through_scaling() -> None:
+    """Issue 10 item 11: with wscale 7 and a buffer that is no multiple of
+    128, every advertised right edge is at or beyond the one before."""
+    settings = Settings(msl=1.0, rcv_buf=100_001, wscale=7)
+    p = Pair(iss_a=ISS_A, settings=settings)
+    a, b = p.establish()
+    assert b.rcv_wscale == 7
+    transfer(p, a, b, bytes(range(256)) * 2000, chunk=7777)
+    edge = None
+    for e in p.sent("B>A"):
+        seg = e.seg
+        if not seg.flags & ACK or seg.flags & 0x02:
+            continue
+        right = (seg.ack + (seg.window << 7)) & MASK
+        if edge is not None:
+            assert seq_ge(right, edge), (e.time, right, edge)
+        edge = right
