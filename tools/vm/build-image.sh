@@ -112,9 +112,15 @@ passwd_locked=$(in_root passwd -S root | cut -d' ' -f2)
 [[ $passwd_locked == L ]] || in_root passwd -q -l root
 
 say "provisioning /root/ustack with .ci/setup.sh (native speed, in the chroot)"
+# Trust what the host trusts: its local CAs (a TLS-inspecting egress proxy has
+# its own); tools/vm-test.sh refreshes them in the guest at each run.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    in_root update-ca-certificates >/dev/null
+fi
 mkdir -p "$root/root/ustack"
 tar -C "$root/root/ustack" -xzf "$source_tar"
-provision() { in_root PIP_DEFAULT_TIMEOUT=60 PIP_RETRIES=10 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+provision() { in_root PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DEFAULT_TIMEOUT=60 PIP_RETRIES=10 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     /bin/bash -c 'cd /root/ustack && ./.ci/setup.sh' >"$work/setup.log" 2>&1 \
     || { grep -v "Location .* is ignored" "$work/setup.log" | tail -n 20 >&2; return 1; }; }
 retry provision
