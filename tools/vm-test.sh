@@ -161,10 +161,12 @@ registry_hosts() {
         /^ *[0-9]+ (https?):\/\// { uri = $2; next }
         /release .*o=Debian/ && uri { sub(/^[a-z]+:\/\//, "", uri); sub(/\/.*/, "", uri);
                                       print uri; uri = "" }'
-    /usr/bin/python3 -c 'from pip._internal.models.index import PyPI
-print(PyPI.netloc); print(PyPI.file_storage_domain)' 2>/dev/null \
-        || python3 -c 'from pip._internal.models.index import PyPI
-print(PyPI.netloc); print(PyPI.file_storage_domain)'
+    local py
+    for py in "$repo/.venv/bin/python" /usr/bin/python3 python3; do
+        "$py" -c 'from pip._internal.models.index import PyPI
+print(PyPI.netloc); print(PyPI.file_storage_domain)' 2>/dev/null && return 0
+    done
+    return 1
 }
 debian_mirror() {
     apt-cache policy 2>/dev/null | awk '
@@ -199,6 +201,10 @@ key=$cache/id_ed25519
 mapfile -t setup_packages < <(sed -n 's/^PACKAGES=(\(.*\))$/\1/p' .ci/setup.sh | tr ' ' '\n')
 ((${#setup_packages[@]})) || die "no PACKAGES=(...) line in .ci/setup.sh"
 mirror=$(debian_mirror)
+if [[ -z $mirror ]]; then  # no package lists yet (a fresh machine)
+    retry timeout 300 apt-get update -qq || die "apt-get update failed"
+    mirror=$(debian_mirror)
+fi
 [[ -n $mirror ]] || die "no Debian bookworm mirror in this host's apt sources"
 recipe=$( { cat tools/vm/build-image.sh .ci/setup.sh pyproject.toml "$key.pub"
     echo "$mirror ${setup_packages[*]}"; } | sha256sum | cut -c1-16)
@@ -362,6 +368,11 @@ for attempt in 1 2; do
         | sed 's/^/    proxy: /'
 done
 ((provisioned)) || die ".ci/setup.sh failed inside the guest"
+# Compile the freshly copied sources now: under TCG, compiling them on first
+# import can make `ustack up` miss the tests' 20 s readiness wait.
+bg timeout -k 10 "$(limit 600)" ssh "${ssh_opts[@]}" -p "$port" 127.0.0.1 \
+    "cd $guest_dir && .venv/bin/python -m compileall -q ustack tools tests" </dev/null \
+    || die "compiling the sources inside the guest failed"
 stage_done "$(grep -c '^ok ' "$run_dir/proxy.log" 2>/dev/null || echo 0) downloads via proxy"
 
 # ---- 6. tests ------------------------------------------------------------------
