@@ -220,8 +220,9 @@ else
     rc=$?
     ((rc == 124)) && die "image build took over ${build_limit}s"
     ((rc == 0)) || die "image build failed (exit $rc)"
+    # Older images, and what an interrupted build left (we hold the lock).
     for old in "$cache"/image-*; do
-        [[ $old == "$image" || $old == *.partial ]] || rm -rf --one-file-system "$old"
+        [[ $old == "$image" ]] || rm -rf --one-file-system "$old"
     done
     stage_done built
 fi

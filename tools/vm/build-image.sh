@@ -26,6 +26,9 @@ cleanup() {
     rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
+# Without these, a TERM (timeout, Ctrl-C) would end bash without the EXIT trap.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 say() { printf 'vm-build: [%s] %s\n' "$(date -u +%T)" "$*"; }
 
 # Retries for everything that downloads: mirrors drop connections now and then.
