@@ -23,6 +23,10 @@ PACKAGES=(
     apache2-utils
     nmap          # tests/integration/test_hardening_ipid.py (nmap -O)
 )
+if [[ ${1:-} == --print-packages ]]; then  # for tools/vm-test.sh's image
+    printf '%s\n' "${PACKAGES[@]}"
+    exit 0
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

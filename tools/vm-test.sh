@@ -198,8 +198,8 @@ key=$cache/id_ed25519
     || die "ssh-keygen failed"
 # The system packages .ci/setup.sh installs go into the image, so that the
 # guest's provisioning only creates the venv (setup.sh still checks them).
-mapfile -t setup_packages < <(sed -n 's/^PACKAGES=(\(.*\))$/\1/p' .ci/setup.sh | tr ' ' '\n')
-((${#setup_packages[@]})) || die "no PACKAGES=(...) line in .ci/setup.sh"
+mapfile -t setup_packages < <(bash .ci/setup.sh --print-packages)
+((${#setup_packages[@]})) || die "no packages from .ci/setup.sh --print-packages"
 mirror=$(debian_mirror)
 if [[ -z $mirror ]]; then  # no package lists yet (a fresh machine)
     retry timeout 300 apt-get update -qq || die "apt-get update failed"
