@@ -4,28 +4,26 @@ from __future__ import annotations
 
 from tests.tcb_harness import Pair
 from ustack.config import Settings
-from ustack.tcp.scoreboard import Scoreboard
+from ustack.tcp.rtxq import RetransmitQueue
 from ustack.wire.tcp import TcpSegment
 
 NO_TS = Settings(msl=1.0, timestamps=False)
 
 
-def test_scoreboard_merges_and_finds_holes_across_the_wrap() -> None:
-    una = 0xFFFFFF00
-    m = 0xFFFFFFFF
-    board = Scoreboard()
-    board.update(una, (una + 10_000) & m, (((una + 1000) & m, (una + 2000) & m),))
-    board.update(una, (una + 10_000) & m, (((una + 1500) & m, (una + 3000) & m),
-                                           ((una + 5000) & m, (una + 6000) & m),
-                                           ((una + 20_000) & m, (una + 21_000) & m)))
-    assert board.next_hole(una, una) == (una, 1000)
-    assert board.next_hole((una + 1000) & m, una) == ((una + 3000) & m, 2000)
-    assert board.next_hole((una + 6000) & m, una) is None  # nothing SACKed above
-    board.advance((una + 2500) & m)
-    assert board.next_hole((una + 2500) & m, (una + 2500) & m) == (
-        (una + 3000) & m, 2000)
-    board.clear()
-    assert not board
+def test_queue_merges_sacks_and_leaves_the_holes() -> None:
+    """SACK blocks mark records (splitting them), overlapping blocks count
+    once, and what stays unmarked below SACKed data is the holes."""
+    q = RetransmitQueue(0)
+    q.append(0, 10_000, 0.0)  # one offloaded record
+    assert q.sack(1000, 2000, []) == 1000
+    assert q.sack(1500, 3000, []) == 1000  # overlaps: only the new part
+    assert q.sack(5000, 6000, []) == 1000
+    assert q.sack(20_000, 21_000, []) == 0  # beyond what was sent
+    holes = [(r.start, r.end) for r in q.recs if not r.sacked]
+    assert holes == [(0, 1000), (3000, 5000), (6000, 10_000)]
+    assert q.in_flight() == 10_000 - 3000
+    q.ack(2500, [])
+    assert q.sacked == 1500 and q.una == 2500  # [2500, 3000) and [5000, 6000)
 
 
 def lose(seqs: set[int]) -> object:
