@@ -7,6 +7,14 @@ The flood: 20,000 SYNs from random addresses of 10.203.0.0/24 (never .1 or
 namespace (tools/synflood.py). ustack's SYN-ACKs to those addresses reach
 the kernel, which owns none of them and does not forward (ip_forward is 0
 in a fresh namespace): they are dropped there.
+
+How much of the flood ustack must have handled is measured against what the
+TUN device delivered, not against the 20,000 sent: on a slow CPU (a VM under
+qemu's TCG) ustack reads more slowly than the flooder writes, and the kernel
+drops the excess at the TUN's queue, counted as the device's TX drops. Every
+SYN not dropped there was delivered, and each of those must show up as a
+received packet and as a SYN cookie or a half-open connection. A stack that
+dropped what it read, or stopped reading, fails those bars or the download.
 """
 
 from __future__ import annotations
@@ -43,6 +51,18 @@ def stats(stack: UstackProcess) -> dict[str, int]:
     return counters
 
 
+def tun_tx(stack: UstackProcess) -> tuple[int, int]:
+    """Packets the kernel queued towards ustack on ustack0 and ustack read,
+    and packets it dropped on the way: at the TUN's own queue (the device's
+    TX drops) or in the qdisc in front of it (whichever kernel version
+    queues where)."""
+    out = stack.run("ip", "-s", "-j", "link", "show", "ustack0", timeout=30).stdout
+    tx = json.loads(out)[0]["stats64"]["tx"]
+    out = stack.run("tc", "-s", "-j", "qdisc", "show", "dev", "ustack0", timeout=30)
+    qdisc_drops = sum(q.get("drops", 0) for q in json.loads(out.stdout))
+    return int(tx["packets"]), int(tx["dropped"]) + qdisc_drops
+
+
 def pattern_sha256(n: int) -> str:
     period = bytes(range(251))
     return hashlib.sha256((period * (n // 251 + 1))[:n]).hexdigest()
@@ -59,6 +79,7 @@ def test_syn_flood_with_a_legitimate_download(
     assert b"up" in cmdline.split(b"\0"), cmdline  # the stack itself, not a wrapper
     rss_before = rss_kib(pid)
     before = stats(stack)
+    tx_before = tun_tx(stack)
 
     flood = stack.ns.popen(
         sys.executable,
@@ -101,12 +122,18 @@ def test_syn_flood_with_a_legitimate_download(
     rss_peak = rss_kib(pid)
     after = stats(stack)
     diff = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    tx_after = tun_tx(stack)
+    read = tx_after[0] - tx_before[0]  # taken by ustack
+    dropped = tx_after[1] - tx_before[1]  # the queue was full
+    # Drops may hit the download's packets too: at least this many SYNs got in.
+    delivered = FLOOD - dropped
 
     print(f"flood: {report}; curl connect time {curl.stdout.decode()} s")
     print(
         f"VmRSS before {rss_before} KiB, after flood {rss_peak} KiB "
         f"(+{rss_peak - rss_before} KiB)"
     )
+    print(f"TUN: ustack read {read} packets, the queue dropped {dropped}")
     print("counters:", json.dumps({k: v for k, v in sorted(diff.items()) if v}))
 
     assert report["sent"] == FLOOD
@@ -115,9 +142,10 @@ def test_syn_flood_with_a_legitimate_download(
     assert body.stat().st_size == SIZE
     assert hashlib.sha256(body.read_bytes()).hexdigest() == pattern_sha256(SIZE)
     assert diff["SyncookiesSent"] > 0
-    assert diff["InReceives"] >= FLOOD * 0.95  # (the TUN may drop a few)
+    assert delivered > 128, "the TUN dropped nearly the whole flood"
+    assert diff["InReceives"] >= read >= delivered
     # 128 half-open connections at most: everything else was a cookie.
     assert diff["PassiveOpens"] <= 128 + 10 + diff.get("SyncookiesRecv", 0)
-    assert diff["SyncookiesSent"] + diff["PassiveOpens"] >= FLOOD * 0.95
+    assert diff["SyncookiesSent"] + diff["PassiveOpens"] >= delivered
     assert rss_peak - rss_before < 100 * 1024, "memory grew by more than 100 MB"
     assert stack.proc.poll() is None, stack.describe()
