@@ -23,11 +23,6 @@ from netns import Netns, UstackProcess, create_netns, start_ustack  # noqa: E402
 # msl=0.5 keeps ustack's TIME_WAIT (2*MSL) at one second.
 TEST_STACK_ARGS = ("--set", "msl=0.5")
 
-# Real-time waits for a stack to come up (a backstop, never a measurement)
-# are multiplied by this on slow machines: tools/vm-test.sh sets it under
-# qemu's TCG, where the CPU is emulated.
-TIME_FACTOR = float(os.environ.get("USTACK_TEST_TIME_FACTOR", "1"))
-
 
 def require_root() -> None:
     if os.geteuid() != 0:
@@ -83,7 +78,7 @@ def ustack_up(netns: Netns, tmp_path: Path) -> Iterator[Callable[..., UstackProc
             *TEST_STACK_ARGS,
             *flags,
             log_dir=str(tmp_path),
-            ready_timeout=ready_timeout * TIME_FACTOR,
+            ready_timeout=ready_timeout,
         )
         started.append(stack)
         return stack

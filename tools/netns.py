@@ -30,7 +30,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_TIMEOUT = 30.0
+# Real-time limits here are backstops against a hang, never measurements; on a
+# slow machine they are multiplied by USTACK_TEST_TIME_FACTOR (tools/vm-test.sh
+# sets 3 under qemu's TCG, where starting a Python CLI alone takes ~15 s).
+TIME_FACTOR = float(os.environ.get("USTACK_TEST_TIME_FACTOR", "1"))
+DEFAULT_TIMEOUT = 30.0 * TIME_FACTOR
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,7 @@ class UstackProcess:
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """Wait for the line containing `ready` on stdout."""
+        timeout *= TIME_FACTOR
         deadline = time.monotonic() + timeout
         while "ready" not in self.output():
             if self.proc.poll() is not None:
@@ -267,6 +272,7 @@ class UstackProcess:
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, wait, return the exit code (SIGKILL after `timeout`)."""
+        timeout *= TIME_FACTOR
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -382,7 +382,7 @@ quoted=$(printf '%q ' "${test_args[@]}")
 # The CI subset runs pytest alone: CI's run of ./tools/test.sh on the host has
 # linted and type-checked the same files minutes before (mypy under TCG is slow).
 if ((ci)); then guest_cmd=".venv/bin/python -m pytest -q $quoted"; else guest_cmd="./tools/test.sh $quoted"; fi
-# Under TCG the tests' readiness waits get 3x longer (tests/conftest.py).
+# Under TCG the tests' time limits (backstops) get 3x longer (tools/netns.py).
 if [[ $accel == tcg ]]; then guest_cmd="USTACK_TEST_TIME_FACTOR=3 $guest_cmd"; fi
 say "inside the guest: $guest_cmd"
 test_timeout=$(limit "$test_limit")

@@ -182,7 +182,7 @@ def pattern_sha256(n: int) -> str:
 
 
 def stats(stack: UstackProcess) -> dict[str, int]:
-    out = stack.run(*ustack_command(), "stats", "--json", timeout=30).stdout
+    out = stack.run(*ustack_command(), "stats", "--json").stdout
     counters: dict[str, int] = json.loads(out)
     return counters
 

@@ -46,7 +46,7 @@ def rss_kib(pid: int) -> int:
 
 
 def stats(stack: UstackProcess) -> dict[str, int]:
-    out = stack.run(*ustack_command(), "stats", "--json", timeout=30).stdout
+    out = stack.run(*ustack_command(), "stats", "--json").stdout
     counters: dict[str, int] = json.loads(out)
     return counters
 
@@ -56,10 +56,10 @@ def tun_tx(stack: UstackProcess) -> tuple[int, int]:
     and packets it dropped on the way: at the TUN's own queue (the device's
     TX drops) or in the qdisc in front of it (whichever kernel version
     queues where)."""
-    out = stack.run("ip", "-s", "-j", "link", "show", "ustack0", timeout=30).stdout
-    tx = json.loads(out)[0]["stats64"]["tx"]
-    out = stack.run("tc", "-s", "-j", "qdisc", "show", "dev", "ustack0", timeout=30)
-    qdisc_drops = sum(q.get("drops", 0) for q in json.loads(out.stdout))
+    link = stack.run("ip", "-s", "-j", "link", "show", "ustack0").stdout
+    tx = json.loads(link)[0]["stats64"]["tx"]
+    qdiscs = stack.run("tc", "-s", "-j", "qdisc", "show", "dev", "ustack0").stdout
+    qdisc_drops = sum(q.get("drops", 0) for q in json.loads(qdiscs))
     return int(tx["packets"]), int(tx["dropped"]) + qdisc_drops
 
 
