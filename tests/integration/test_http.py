@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from netns import UstackProcess
+from netns import TIME_FACTOR, UstackProcess
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +40,7 @@ def http_root(tmp_path: Path) -> Path:
 
 
 def curl(stack: UstackProcess, *args: str, timeout: float = 60) -> bytes:
+    timeout *= TIME_FACTOR  # a backstop: 100 MB under qemu's TCG can take 3 min
     return stack.run(
         "curl", "-sS", "--fail", "--max-time", str(timeout), *args, timeout=timeout + 10
     ).stdout
