@@ -51,7 +51,7 @@ while (($#)); do
         --no-lint) lint=0; shift ;;
         --fresh-venv) fresh_venv=1; shift ;;
         --) shift; test_args=("$@"); break ;;
-        -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "vm-test: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
