@@ -19,7 +19,6 @@ tools/bench.py serves them.
 from __future__ import annotations
 
 import sys
-from collections import deque
 from collections.abc import Callable
 from typing import Protocol as _Typing
 
@@ -112,7 +111,9 @@ class TcbTransport:
         self._kick = kick  # flush the TCB now (for writes outside a callback)
         self._now = now
         self._note_close = note_close  # orphan accounting, as Socket.close
-        self._pending: deque[bytes | bytearray | memoryview] = deque()
+        # Writes that did not fit into the TCB: usually none, rarely more
+        # than a few, so a plain list (an empty deque alone is ~600 B).
+        self._pending: list[bytes | bytearray | memoryview] = []
         self._pending_len = 0
         self._closing = False
         self._eof_pending = False
@@ -268,7 +269,7 @@ class TcbTransport:
             if n < len(head):
                 pending[0] = memoryview(head)[n:]
                 return
-            pending.popleft()
+            del pending[0]
         self._finish_writes()
 
     def _finish_writes(self) -> None:
