@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """The kernel baseline for tools/bench.py: ustack's own services on kernel TCP.
 
-The same handlers `ustack up` runs (ustack.services: echo 7, discard 9,
-chargen 19, http 80), served by trio on the kernel's TCP sockets
-(trio.open_tcp_listeners, backlog 128 as `ustack up` uses), so the kernel
-baseline differs from ustack only in the TCP/IP stack underneath. Run in the
-server namespace; prints `kserver ready` when listening.
+The same protocol objects `ustack up` runs from its packet loop
+(ustack.services.make_protocol_factory: echo 7, discard 9, chargen 19,
+http 80), each connection driven by one trio task on a kernel TCP socket
+(ustack.services.stream_driver; trio.open_tcp_listeners, backlog 128 as
+`ustack up` uses), so the kernel baseline differs from ustack only in the
+TCP/IP stack and the loop underneath. `--streams` serves the stream handlers
+instead (make_handler, the pre-issue-11 baseline). Run in the server
+namespace; prints `kserver ready` when listening.
 """
 
 from __future__ import annotations
@@ -19,14 +22,19 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ustack.services import SERVICES, make_handler  # noqa: E402
+from ustack.services import SERVICES, make_handler, make_protocol_factory  # noqa: E402
+from ustack.services.stream_driver import protocol_handler  # noqa: E402
 
 
-async def serve(ip: str, keepalive: bool) -> None:
+async def serve(ip: str, keepalive: bool, streams: bool) -> None:
     async with trio.open_nursery() as nursery:
         for name, port in SERVICES.items():
             listeners = await trio.open_tcp_listeners(port, host=ip, backlog=128)
-            handler = make_handler(name, keepalive=keepalive)
+            if streams:
+                handler = make_handler(name, keepalive=keepalive)
+            else:
+                factory = make_protocol_factory(name)
+                handler = protocol_handler(factory, name, keepalive=keepalive)
             await nursery.start(trio.serve_listeners, handler, listeners)
         print("kserver ready", flush=True)
 
@@ -35,11 +43,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ip", default="10.203.0.2")
     p.add_argument("--keepalive", action="store_true")
+    p.add_argument("--streams", action="store_true", help="stream handlers")
     a = p.parse_args()
     # As many sockets as the hard limit allows (raising it needs CAP_SYS_RESOURCE).
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    trio.run(serve, a.ip, a.keepalive)  # until SIGTERM ends the process
+    trio.run(serve, a.ip, a.keepalive, a.streams)  # until SIGTERM ends the process
     return 0
 
 

@@ -109,8 +109,9 @@ def tcb(mod: Any, n: int) -> float:
     settings = Settings(ooo_max_bytes=_limit(n), rcv_buf=1 << 30, wscale=14)
     t = Tcb(settings, (b"\x0a\0\0\x02", 80), (b"\x0a\0\0\x01", 4000), 7, 1460, 0.0)
     irs = (RCV_NXT - 1) & MASK
-    syn = TcpSegment(4000, 80, irs, 0, SYN, 65535, mss=1460, wscale=14,
-                     sack_permitted=True)
+    syn = TcpSegment(
+        4000, 80, irs, 0, SYN, 65535, mss=1460, wscale=14, sack_permitted=True
+    )
     t.open_passive(syn, 0.0)
     t.on_segment(TcpSegment(4000, 80, RCV_NXT, 8, ACK, 65535), 0.0)
     t.flush(0.0)
@@ -151,7 +152,10 @@ def run_memory() -> tuple[float, int]:
 def load_revision(rev: str) -> types.ModuleType:
     src = subprocess.run(
         ["git", "show", f"{rev}:ustack/tcp/reassembly.py"],
-        cwd=ROOT, check=True, capture_output=True, text=True,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     mod = types.ModuleType(f"reassembly_{rev}")
     exec(compile(src, f"{rev}:reassembly.py", "exec"), mod.__dict__)
@@ -171,12 +175,18 @@ def main(argv: list[str] | None = None) -> int:
     impls: list[tuple[str, Any, list[int]]] = [("current", reassembly, sizes)]
     if a.compare:
         impls.append(
-            (a.compare, load_revision(a.compare),
-             [int(s) for s in a.compare_sizes.split(",")])
+            (
+                a.compare,
+                load_revision(a.compare),
+                [int(s) for s in a.compare_sizes.split(",")],
+            )
         )
-    print(f"{'impl':>10} {'N':>8} " + " ".join(f"{p:>9}" for p in PATTERNS)
-          + "   (µs per segment, median of "
-          f"{a.runs})")
+    print(
+        f"{'impl':>10} {'N':>8} "
+        + " ".join(f"{p:>9}" for p in PATTERNS)
+        + "   (µs per segment, median of "
+        f"{a.runs})"
+    )
     for label, mod, ns in impls:
         for n in ns:
             cells = []
@@ -184,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                 samples = [fn(mod, n) for _ in range(a.runs)]
                 cells.append(statistics.median(samples))
                 del name
-            print(f"{label:>10} {n:>8} " + " ".join(f"{c:9.2f}" for c in cells),
-                  flush=True)
+            print(
+                f"{label:>10} {n:>8} " + " ".join(f"{c:9.2f}" for c in cells),
+                flush=True,
+            )
     used, charged = run_memory()
     print(f"memory per isolated 1-byte run: {used:.0f} B measured, {charged} B charged")
     return 0

@@ -22,6 +22,7 @@ import trio
 from ustack import stack as _engine
 from ustack.config import Settings
 from ustack.errors import os_error
+from ustack.protocol import ProtocolFactory
 from ustack.sockopts import SocketOptions
 from ustack.stack import Conn, Listening
 from ustack.tcp.state import SENDING, State
@@ -331,9 +332,7 @@ class Socket:
     def writable(self) -> bool:
         """True when send() would not block (space, or an error to raise)."""
         tcb = self._connected()
-        return (
-            tcb.send_space() > 0 or tcb.error is not None or tcb.state not in SENDING
-        )
+        return tcb.send_space() > 0 or tcb.error is not None or tcb.state not in SENDING
 
     async def wait_writable(self) -> None:
         tcb = self._connected()
@@ -556,6 +555,31 @@ class Stack(_engine.Stack):
         sock.bind(("", port))
         sock.listen(backlog)
         return TcpListener(sock)
+
+    def serve_protocol(
+        self,
+        port: int,
+        factory: ProtocolFactory,
+        backlog: int = 128,
+        *,
+        keepalive: bool = False,
+    ) -> Socket:
+        """Listen on `port` and serve each connection with `factory()`, a
+        `ustack.protocol.Protocol` whose callbacks the packet loop runs (no
+        task per connection). Close the returned socket to stop listening;
+        connections already made carry on, as after close() of a listening
+        socket with accepted children on Linux."""
+        sock = self.socket()
+        sock.setsockopt(_SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        # As TcpStream: protocols write whole messages (see its docstring).
+        sock.setsockopt(_IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        if keepalive:
+            sock.setsockopt(_SOL_SOCKET, _socket.SO_KEEPALIVE, 1)
+        sock.bind(("", port))
+        sock.listen(backlog)
+        assert sock._listening is not None
+        sock._listening.factory = factory
+        return sock
 
     def udp_socket(self) -> UdpSocket:
         """A UDP socket (stdlib names: bind, sendto, recvfrom, connect, ...)."""

@@ -31,6 +31,7 @@ from ustack.ip.layer import IpLayer
 from ustack.ipident import ATOMIC_ID, IpIdents
 from ustack.link import vnet
 from ustack.link.base import Link
+from ustack.protocol import ProtocolFactory, TcbTransport
 from ustack.sockopts import SocketOptions
 from ustack.tcp.isn import IsnGenerator, boot_secret, system_clock
 from ustack.tcp.state import State
@@ -65,6 +66,7 @@ class Conn:
         "dirty",
         "orphan",
         "last_state",
+        "transport",
     )
 
     def __init__(self, key: Key, listener: Listening | None = None) -> None:
@@ -77,6 +79,9 @@ class Conn:
         self.dirty = False
         self.orphan = False
         self.last_state = State.CLOSED
+        # Set for a connection served by protocol callbacks (ustack.protocol)
+        # instead of a task: the loop calls it where it would wake a task.
+        self.transport: TcbTransport | None = None
 
     @property
     def lot(self) -> trio.lowlevel.ParkingLot:
@@ -95,7 +100,16 @@ class Conn:
 class Listening:
     """A listening port: SYN queue (half-open) and accept queue (RFC 9293 3.10.7.2)."""
 
-    __slots__ = ("port", "backlog", "half_open", "ready", "lot", "closed", "options")
+    __slots__ = (
+        "port",
+        "backlog",
+        "half_open",
+        "ready",
+        "lot",
+        "closed",
+        "options",
+        "factory",
+    )
 
     def __init__(self, port: int, backlog: int, options: SocketOptions) -> None:
         self.port = port
@@ -105,6 +119,9 @@ class Listening:
         self.lot = trio.lowlevel.ParkingLot()
         self.closed = False
         self.options = options  # socket options inherited by accepted sockets
+        # With a protocol factory, established connections skip the accept
+        # queue: each gets a protocol object driven by the packet loop.
+        self.factory: ProtocolFactory | None = None
 
 
 class Stack:
@@ -519,8 +536,7 @@ class Stack:
         if seg.payload or seg.flags & FIN:
             tcb.on_segment(seg, now)
         conn.listener = listening
-        listening.ready.append(tcb)
-        listening.lot.unpark_all()
+        self._enqueue_accepted(listening, tcb)
         self._mark_dirty(tcb)
         return True
 
@@ -544,8 +560,23 @@ class Stack:
         if tcb.state is State.CLOSED:
             conn.listener = None
             return
-        listening.ready.append(tcb)
-        listening.lot.unpark_all()
+        self._enqueue_accepted(listening, tcb)
+
+    def _enqueue_accepted(self, listening: Listening, tcb: Tcb) -> None:
+        """An established connection: to the accept queue, or straight to a
+        new protocol object when the listener has a factory."""
+        factory = listening.factory
+        if factory is None:
+            listening.ready.append(tcb)
+            listening.lot.unpark_all()
+            return
+        conn: Conn = tcb.owner
+        conn.listener = None
+        transport = TcbTransport(
+            tcb, factory(), self.kick, self.now, self.note_app_close
+        )
+        conn.transport = transport
+        transport.made()  # the caller marks the TCB dirty: one flush for all
 
     def _mark_dirty(self, tcb: Tcb) -> None:
         conn: Conn = tcb.owner
@@ -556,8 +587,13 @@ class Stack:
     def _flush_dirty(self, now: float) -> None:
         dirty, self._dirty = self._dirty, []
         for tcb in dirty:
-            tcb.owner.dirty = False
+            conn: Conn = tcb.owner
+            conn.dirty = False
             try:
+                transport = conn.transport
+                if transport is not None:
+                    # Before the flush, so the reply carries the ACK.
+                    transport.service()
                 tcb.flush(now)
             except Exception as exc:
                 self._internal_error(tcb, exc)
@@ -628,6 +664,16 @@ class Stack:
         self._after(tcb)
 
     def _after(self, tcb: Tcb) -> None:
+        conn: Conn = tcb.owner
+        transport = conn.transport
+        if transport is not None and transport.service():
+            # An ACK made room, or a timer or call changed something the
+            # protocol acted on: send what it wrote now.
+            try:
+                tcb.flush(trio.current_time())
+            except Exception as exc:
+                self._internal_error(tcb, exc)
+                return
         if tcb.outbox:
             remote = tcb.remote_ip
             try:
@@ -638,7 +684,6 @@ class Stack:
                 self._internal_error(tcb, exc)
                 return
             tcb.outbox.clear()
-        conn: Conn = tcb.owner
         if tcb.state is not conn.last_state:
             old, conn.last_state = conn.last_state, tcb.state
             for observer in self.state_observers:
@@ -649,7 +694,13 @@ class Stack:
             self._enter_time_wait(tcb, conn)
         else:
             self._schedule(tcb)
-        conn.wake()
+            if transport is None:
+                conn.wake()
+            return
+        if transport is not None:
+            transport.lost()
+        else:
+            conn.wake()
 
     def _send(self, dst: bytes, seg: TcpSegment, mss: int = 0xFFFF) -> None:
         # Every TCP datagram has DF: IP ID 0 (RFC 6864; see ustack/ipident.py).

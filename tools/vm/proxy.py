@@ -122,8 +122,7 @@ def serve(guest: socket.socket, allow: set[str], log: TextIO) -> None:
         host, port, request = plan(head, allow)
     except (Denied, ValueError) as exc:
         guest.sendall(
-            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n"
-            b"Connection: close\r\n\r\n"
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
         print(f"denied {first_line!r} ({exc})", file=log, flush=True)
         return

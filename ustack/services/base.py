@@ -44,7 +44,7 @@ def guarded(handler: Handler, name: str, *, keepalive: bool = False) -> Handler:
         except Exception as exc:  # isolate one connection
             log(f"{name}: {type(exc).__name__}: {exc}")
             # The exchange is broken: tell the peer with RST, not a clean FIN.
-            _set_linger_zero(stream)
+            set_linger_zero(stream)
         finally:
             # Shielded so a cancelled service still releases the connection.
             with (
@@ -64,7 +64,7 @@ def _set_keepalive(stream: trio.abc.Stream) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
-def _set_linger_zero(stream: trio.abc.Stream) -> None:
+def set_linger_zero(stream: trio.abc.Stream) -> None:
     """SO_LINGER (on, 0): the close that follows aborts with RST."""
     sock = getattr(stream, "socket", None)
     if sock is not None:

@@ -34,7 +34,7 @@ def _chargen_cycle() -> bytes:
 
 CHARGEN_CYCLE = _chargen_cycle()
 # Whole cycles per send so every chunk continues the pattern seamlessly.
-_CHARGEN_CHUNK = CHARGEN_CYCLE * 9
+CHARGEN_CHUNK = CHARGEN_CYCLE * 9
 
 
 async def handle_chargen(stream: trio.abc.Stream) -> None:
@@ -53,7 +53,7 @@ async def handle_chargen(stream: trio.abc.Stream) -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(drain, nursery.cancel_scope)
                 while True:
-                    await stream.send_all(_CHARGEN_CHUNK)
+                    await stream.send_all(CHARGEN_CHUNK)
         except* PEER_GONE:
             pass
 

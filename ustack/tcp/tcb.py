@@ -886,8 +886,11 @@ class Tcb:
             # below the cumulative ACK or inside the second block.
             if first_lo < first_hi and (
                 first_hi <= ack_off
-                or (len(spans) > 1 and spans[1][0] <= first_lo
-                    and first_hi <= spans[1][1])
+                or (
+                    len(spans) > 1
+                    and spans[1][0] <= first_lo
+                    and first_hi <= spans[1][1]
+                )
             ):
                 dsack = (first_lo, first_hi)
                 spans = spans[1:]
