@@ -87,8 +87,8 @@ def test_first_send_makes_recovery_with_the_initial_window() -> None:
     assert a._rec.queue.una == a.una_off == 1 + len(data)
     # Slow start grew from the initial window of the negotiated MSS.
     assert a.cwnd > INITIAL_WINDOW * a.mss
-    # All acknowledged and drained: the buffers are the shared empty one.
-    assert a.sndbuf is tcb_module._EMPTY_BUF and b.rcvbuf is tcb_module._EMPTY_BUF
+    # All acknowledged: the send buffer is the shared empty one again.
+    assert a.sndbuf is tcb_module._EMPTY_BUF and not b.rcvbuf
     assert tcb_module._EMPTY_BUF == b""  # nothing ever appended to it
     assert b._rec is None  # B sent nothing but ACKs
 

@@ -61,9 +61,10 @@ _LAST_ACK = State.LAST_ACK
 _TIME_WAIT = State.TIME_WAIT
 # A shared -inf: "never" costs no float per TCB.
 _NEVER = -math.inf
-# An empty send or receive buffer is this one shared bytearray (a buffer is
-# made when data arrives, dropped when drained): nothing may ever append to
-# it; `clear()` and `del buf[:n]` on it are harmless no-ops.
+# Until data is queued, the send and receive buffers are this one shared
+# empty bytearray (the receive buffer is made by the first data and kept;
+# the send buffer is dropped again once everything is acknowledged). Nothing
+# may ever append to it; `clear()` and `del buf[:0]` on it are no-ops.
 _EMPTY_BUF = bytearray()
 # What `Tcb.ooo` shows while no out-of-order data is held.
 _NO_OOO = Reassembly(0)
@@ -520,7 +521,9 @@ class Tcb:
         buf = self.rcvbuf
         if len(buf) <= max_bytes:
             data = bytes(buf)
-            self.rcvbuf = buf = _EMPTY_BUF
+            # Keep the buffer once made: the allocator reuses its memory
+            # (swapping in a new one per read cost page faults in bulk).
+            buf.clear()
         else:
             data = bytes(buf[:max_bytes])
             del buf[:max_bytes]
@@ -1090,9 +1093,9 @@ class Tcb:
             return
         if not self.read_closed:
             buf = self.rcvbuf
-            if buf:
+            if buf is not _EMPTY_BUF:
                 buf += payload
-            else:  # never append to the shared empty buffer
+            else:  # the first data: never append to the shared empty buffer
                 self.rcvbuf = bytearray(payload)
         rcv_nxt = (rcv_nxt + len(payload)) & MASK
         ooo = self._ooo
@@ -1120,7 +1123,7 @@ class Tcb:
 
     def _deliver(self, data: bytes) -> None:
         buf = self.rcvbuf
-        if buf:
+        if buf is not _EMPTY_BUF:
             buf += data
         else:  # never append to the shared empty buffer
             self.rcvbuf = bytearray(data)
@@ -1172,7 +1175,7 @@ class Tcb:
         if rst:
             self._emit(RST | ACK, self.snd_max)
         self.error = os_error(code, why)
-        self.rcvbuf = _EMPTY_BUF
+        self.rcvbuf.clear()  # a no-op on the shared empty one
         self._enter_closed()
 
     # ------------------------------------------------------------------
