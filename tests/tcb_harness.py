@@ -11,6 +11,7 @@ answers segments that reach a CLOSED TCB with `reset_for` (RFC 9293 3.10.7.1).
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -54,12 +55,15 @@ class Pair:
         settings_b: Settings | None = None,
         delay: float = 0.0,
         rst_when_closed: bool = True,
+        counters: Counter[str] | None = None,
     ) -> None:
         self.settings = settings or Settings(msl=1.0)
         self.settings_b = settings_b or self.settings
         self.now = 0.0
+        # Shared by both TCBs when given (as a stack shares its counters).
+        self.counters = counters
         self.a = Tcb(self.settings, (A_IP, A_PORT), (B_IP, B_PORT), iss_a, mss,
-                     self.now)
+                     self.now, counters)
         self.b: Tcb | None = None
         self.iss_b = iss_b
         self.mss = mss
@@ -79,7 +83,7 @@ class Pair:
 
     def make_b(self) -> Tcb:
         self.b = Tcb(self.settings_b, (B_IP, B_PORT), (A_IP, A_PORT), self.iss_b,
-                     self.mss_b, self.now)
+                     self.mss_b, self.now, self.counters)
         return self.b
 
     def connect(self) -> None:

@@ -24,7 +24,8 @@ namespace is created for one (run, scenario, MTU, server) and deleted after.
 Sub-benchmarks instead: `bench.py lossy [...]` (tools/bench_lossy.py, the
 sender under loss against Linux), `bench.py ways-in [...]` (tools/bench_sync.py,
 the trio API vs the blocking socket vs its socketpair bridge), `bench.py
-reassembly [...]` (tools/bench_reassembly.py). See docs/benchmarks.md.
+reassembly [...]` (tools/bench_reassembly.py), `bench.py memory [...]`
+(tools/bench_memory.py, bytes per idle TCB). See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -601,6 +602,10 @@ def main(argv: list[str] | None = None) -> int:
         import bench_reassembly
 
         return bench_reassembly.main(argv[1:])
+    if argv[:1] == ["memory"]:  # bytes per idle TCB: no network, no root
+        import bench_memory
+
+        return bench_memory.main(argv[1:])
     ap = argparse.ArgumentParser(
         description=(__doc__ or "").splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

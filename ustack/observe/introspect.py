@@ -112,8 +112,8 @@ def connection_row(tcb: Tcb, now: float) -> dict[str, Any]:
         "rttvar": round(rto.rttvar, 6) if rto.srtt is not None else None,
         "cwnd": tcb.cwnd,
         "ssthresh": _ssthresh(tcb),
-        "congestion": tcb.cc.name,
-        "ca_state": tcb.rec.state.name.lower(),
+        "congestion": tcb.congestion_name,
+        "ca_state": tcb.ca_state.name.lower(),
         "mss": tcb.mss,
         "orphan": _is_orphan(tcb),
     }

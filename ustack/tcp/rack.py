@@ -21,6 +21,7 @@ from ustack.tcp.rtxq import RetransmitQueue, Sent
 DUPTHRESH = 3  # RFC 8985 6.2 (the classic dupthresh of RFC 5681)
 REO_WND_PERSIST = 16  # RFC 8985 6.2 step 4
 MIN_RTT_WINDOW = 300.0  # Linux tcp_min_rtt_wlen: the min RTT filter's window
+_NEVER = -math.inf  # shared: costs no float per connection
 
 
 class Rack:
@@ -38,7 +39,7 @@ class Rack:
     )
 
     def __init__(self) -> None:
-        self.xmit_ts = -math.inf  # send time of the latest-sent delivered segment
+        self.xmit_ts = _NEVER  # send time of the latest-sent delivered segment
         self.end = 0  # its end offset (ties on xmit_ts)
         self.rtt = 0.0  # the RTT of that delivery
         self.min_rtt = math.inf

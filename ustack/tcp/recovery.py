@@ -83,7 +83,8 @@ class LossRecovery:
     ) -> None:
         self.queue = RetransmitQueue()
         self.rack = Rack()
-        self.prr = Prr()
+        # PRR is made by the first fast recovery: most connections never need it.
+        self.prr: Prr | None = None
         self.cc = cc
         self.sack_ok = sack_ok
         self.frto_enabled = frto
@@ -145,6 +146,7 @@ class LossRecovery:
         if self.undo_marker:
             self.undo_retrans += 1
         if self.state is CaState.RECOVERY:
+            assert self.prr is not None  # made by _enter_recovery
             self.prr.on_sent(size)
             self.counters["TCPFastRetrans"] += 1
         elif self.state is CaState.LOSS:
@@ -152,6 +154,7 @@ class LossRecovery:
 
     def on_new_data(self, n: int) -> None:
         if self.state is CaState.RECOVERY:
+            assert self.prr is not None
             self.prr.on_sent(n)
 
     # ------------------------------------------------------------- ACKs
@@ -252,6 +255,7 @@ class LossRecovery:
             self._enter_recovery(now, prior_flight)
         # Congestion window.
         if self.state is CaState.RECOVERY:
+            assert self.prr is not None
             cc.cwnd = self.prr.cwnd(delivered_bytes, self.in_flight(), cc.mss)
         elif acked and delivered_bytes > 0 and not ended:
             # Grow on in-order progress only (RFC 5681; Linux
@@ -308,6 +312,7 @@ class LossRecovery:
         if self._detect_loss(now, srtt) and self.state is CaState.OPEN:
             self._enter_recovery(now, prior_flight)
         if self.state is CaState.RECOVERY:
+            assert self.prr is not None
             self.cc.cwnd = self.prr.cwnd(0, self.in_flight(), self.cc.mss)
 
     # ------------------------------------------------------------- episodes
@@ -324,7 +329,10 @@ class LossRecovery:
         cc = self.cc
         self._start_undo()
         cc.ssthresh = cc.ssthresh_after_loss(now)
-        self.prr.start(cc.ssthresh, prior_flight)
+        prr = self.prr
+        if prr is None:
+            prr = self.prr = Prr()
+        prr.start(cc.ssthresh, prior_flight)  # resets all PRR state
         self.state = CaState.RECOVERY
         self.high_seq = self.queue.nxt
         self.counters["TCPSackRecovery" if self.sack_ok else "TCPRenoRecovery"] += 1

@@ -20,6 +20,7 @@ from typing import Any
 from ustack.config import Settings
 from ustack.errors import os_error
 from ustack.tcp import cc as congestion
+from ustack.tcp.cc.base import INITIAL_SSTHRESH
 from ustack.tcp.ratelimit import RateLimiter
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.recovery import CaState, LossRecovery
@@ -58,6 +59,15 @@ _CLOSE_WAIT = State.CLOSE_WAIT
 _CLOSING = State.CLOSING
 _LAST_ACK = State.LAST_ACK
 _TIME_WAIT = State.TIME_WAIT
+# A shared -inf: "never" costs no float per TCB.
+_NEVER = -math.inf
+# Until data is queued, the send and receive buffers are this one shared
+# empty bytearray (the receive buffer is made by the first data and kept;
+# the send buffer is dropped again once everything is acknowledged). Nothing
+# may ever append to it; `clear()` and `del buf[:0]` on it are no-ops.
+_EMPTY_BUF = bytearray()
+# What `Tcb.ooo` shows while no out-of-order data is held.
+_NO_OOO = Reassembly(0)
 _KEEPALIVE_STATES = frozenset({_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_2})
 # A handshake that times out ends silently, as on Linux: after a SYN flood
 # from spoofed sources, RSTs for the given-up SYN-ACKs would hit third parties.
@@ -98,7 +108,6 @@ class Tcb:
         "fin_pending",
         "rcvbuf",
         "rcv_buf_size",
-        "ooo",
         "fin_received",
         "read_closed",
         "app_closed",
@@ -116,8 +125,6 @@ class Tcb:
         "deadline",
         "ack_now",
         "segs_unacked",
-        "cc",
-        "rec",
         "una_off",
         "rtx_kind",
         "last_send",
@@ -133,7 +140,6 @@ class Tcb:
         "owner",
         "syn_retransmitted",
         "counters",
-        "challenge_limiter",
         "persist_probes",
         "persist_backoff",
         "tso_limit",
@@ -145,6 +151,14 @@ class Tcb:
         "clock",
         "sack_ok",
         "last_oow_ack",
+        # Side objects, created on first use (None until then) so that an
+        # idle connection carries only the state it uses, as Linux and
+        # smoltcp keep idle sockets small (docs/architecture.md "TCB layout").
+        # A new optional per-connection mechanism adds ONE slot here.
+        "_cc",  # congestion controller (cc/): with _rec, at the first send
+        "_rec",  # LossRecovery (its queue, RACK, PRR): at the first send
+        "_ooo",  # Reassembly: when out-of-order data arrives; dropped when empty
+        "_challenge_limiter",  # RateLimiter: at the first challenge ACK
     )
 
     def __init__(
@@ -161,9 +175,7 @@ class Tcb:
         self.settings = settings
         # Shared with the stack (netstat -s style); private when standalone.
         self.counters: Counter[str] = counters if counters is not None else Counter()
-        self.challenge_limiter = challenge_limiter or RateLimiter(
-            settings.challenge_ack_limit
-        )
+        self._challenge_limiter = challenge_limiter
         self.local_ip, self.local_port = local
         self.remote_ip, self.remote_port = remote
         self.state = _CLOSED
@@ -186,14 +198,14 @@ class Tcb:
         self.mss = DEFAULT_MSS
         self.mss_local = mss_local
         # Unacknowledged and unsent data; sndbuf[0] has sequence sndbuf_seq.
-        self.sndbuf = bytearray()
+        self.sndbuf = _EMPTY_BUF
         self.sndbuf_seq = (iss + 1) & MASK
         self.snd_buf_size = settings.snd_buf
         self.fin_seq: int | None = None  # sequence number of our FIN, once queued
         self.fin_pending = False  # FIN asked for before ESTABLISHED
-        self.rcvbuf = bytearray()
+        self.rcvbuf = _EMPTY_BUF
         self.rcv_buf_size = settings.rcv_buf
-        self.ooo = Reassembly(settings.ooo_max_bytes, self.counters)
+        self._ooo: Reassembly | None = None
         self.fin_received = False
         self.read_closed = False
         self.app_closed = False
@@ -220,13 +232,11 @@ class Tcb:
         self.deadline: float | None = None
         self.ack_now = False
         self.segs_unacked = 0
-        # Congestion control (cc/) and loss recovery (recovery.py). They see
-        # stream offsets: una_off is SND.UNA's distance from the ISS.
-        self.cc = congestion.create(
-            settings.congestion, DEFAULT_MSS, INITIAL_WINDOW * DEFAULT_MSS
-        )
-        self.rec = LossRecovery(self.cc, self.counters, frto=settings.frto)
-        self.rec.reset(1)
+        # Congestion control (cc/) and loss recovery (recovery.py), made by
+        # _sender() when the first data or FIN goes out. They see stream
+        # offsets: una_off is SND.UNA's distance from the ISS.
+        self._cc: congestion.CongestionControl | None = None
+        self._rec: LossRecovery | None = None
         self.una_off = 0
         self.rtx_kind = RTX_RTO  # what rtx_deadline is (when not persist)
         self.last_send = now  # when data last went out (restart after idle)
@@ -253,7 +263,7 @@ class Tcb:
         self.ts_offset = (iss * 2654435761) & MASK
         self.clock = now  # the latest `now` we were given
         self.sack_ok = False  # both SYNs carried SACK-permitted (RFC 2018)
-        self.last_oow_ack = -math.inf  # when we last ACKed an invalid segment
+        self.last_oow_ack = _NEVER  # when we last ACKed an invalid segment
         self.owner: Any = None  # the stack's bookkeeping (listener, waiters)
 
     # ------------------------------------------------------------------
@@ -328,7 +338,8 @@ class Tcb:
     def _take_syn_sack(self, syn: TcpSegment) -> None:
         """We send SACK blocks only if both SYNs said SACK-permitted."""
         self.sack_ok = self.settings.sack and syn.sack_permitted
-        self.rec.sack_ok = self.sack_ok
+        if self._rec is not None:
+            self._rec.sack_ok = self.sack_ok
 
     def _take_syn_timestamp(self, syn: TcpSegment, now: float) -> None:
         """RFC 7323 3.2: timestamps are on only if both SYNs carry them."""
@@ -341,23 +352,94 @@ class Tcb:
         return (int(self.clock * 1000) + self.ts_offset) & MASK  # 1 ms ticks
 
     def _init_cc(self) -> None:
-        """The MSS is known: size the initial window (RFC 6928)."""
-        cc = self.cc
-        cc.set_mss(self.mss)
-        cc.cwnd = cc.prior_cwnd = INITIAL_WINDOW * self.mss
+        """The MSS is known: size the initial window (RFC 6928). A
+        controller made later starts from the same window (`cc`)."""
+        cc = self._cc
+        if cc is not None:
+            cc.set_mss(self.mss)
+            cc.cwnd = cc.prior_cwnd = INITIAL_WINDOW * self.mss
 
     def set_congestion(self, name: str) -> None:
         """TCP_CONGESTION: switch algorithm, keeping the current window."""
-        if name == self.cc.name:
+        old = self._cc
+        if name == (old.name if old is not None else self.settings.congestion):
             return
-        new = congestion.create(name, self.mss, self.cc.cwnd)
-        new.ssthresh = self.cc.ssthresh
-        self.cc = self.rec.cc = new
+        cwnd = old.cwnd if old is not None else INITIAL_WINDOW * self.mss
+        new = congestion.create(name, self.mss, cwnd)
+        if old is not None:
+            new.ssthresh = old.ssthresh
+        self._cc = new
+        if self._rec is not None:
+            self._rec.cc = new
+
+    # ------------------------------------------------------------------
+    # Side objects made on first use (see __slots__)
+
+    @property
+    def cc(self) -> congestion.CongestionControl:
+        """The congestion controller, made on first use with the initial
+        window of the current MSS (RFC 6928), as the handshake sized it."""
+        cc = self._cc
+        if cc is None:
+            cc = self._cc = congestion.create(
+                self.settings.congestion, self.mss, INITIAL_WINDOW * self.mss
+            )
+        return cc
+
+    @property
+    def rec(self) -> LossRecovery:
+        """Loss recovery (and the congestion controller it drives), made when
+        the first data or FIN is sent: until then nothing is in flight."""
+        rec = self._rec
+        if rec is None:
+            rec = self._rec = LossRecovery(
+                self.cc, self.counters, self.sack_ok, frto=self.settings.frto
+            )
+            # Offset 1 is ISS + 1: nothing but the SYN was sent before this.
+            rec.reset(max(self.una_off, 1))
+        return rec
+
+    @property
+    def ooo(self) -> Reassembly:
+        """The out-of-order queue, or a shared empty one (read-only!) while
+        no out-of-order data is held."""
+        q = self._ooo
+        return q if q is not None else _NO_OOO
+
+    def _ooo_queue(self) -> Reassembly:
+        q = self._ooo
+        if q is None:
+            q = self._ooo = Reassembly(self.settings.ooo_max_bytes, self.counters)
+        return q
+
+    @property
+    def challenge_limiter(self) -> RateLimiter:
+        limiter = self._challenge_limiter
+        if limiter is None:
+            limiter = self._challenge_limiter = RateLimiter(
+                self.settings.challenge_ack_limit
+            )
+        return limiter
+
+    @property
+    def congestion_name(self) -> str:
+        """The congestion control algorithm's name (made or not yet)."""
+        cc = self._cc
+        if cc is not None:
+            return cc.name
+        return congestion.ALGORITHMS[self.settings.congestion].name
+
+    @property
+    def ca_state(self) -> CaState:
+        """Linux's tcp_ca_state (OPEN until loss recovery exists)."""
+        rec = self._rec
+        return rec.state if rec is not None else CaState.OPEN
 
     # cwnd and ssthresh belong to the congestion controller.
     @property
     def cwnd(self) -> int:
-        return self.cc.cwnd
+        cc = self._cc
+        return cc.cwnd if cc is not None else INITIAL_WINDOW * self.mss
 
     @cwnd.setter
     def cwnd(self, value: int) -> None:
@@ -365,7 +447,8 @@ class Tcb:
 
     @property
     def ssthresh(self) -> int:
-        return self.cc.ssthresh
+        cc = self._cc
+        return cc.ssthresh if cc is not None else INITIAL_SSTHRESH
 
     @ssthresh.setter
     def ssthresh(self, value: int) -> None:
@@ -374,8 +457,8 @@ class Tcb:
     @property
     def recover(self) -> int | None:
         """The recovery point while in fast recovery or loss recovery."""
-        rec = self.rec
-        if rec.state is CaState.OPEN:
+        rec = self._rec
+        if rec is None or rec.state is CaState.OPEN:
             return None
         return (self.iss + rec.high_seq) & MASK
 
@@ -423,7 +506,11 @@ class Tcb:
             return 0
         if len(data) > room:
             data = data[:room]
-        self.sndbuf += data
+        buf = self.sndbuf
+        if buf:
+            buf += data
+        else:  # never append to the shared empty buffer
+            self.sndbuf = bytearray(data)
         return len(data)
 
     def send_space(self) -> int:
@@ -434,6 +521,8 @@ class Tcb:
         buf = self.rcvbuf
         if len(buf) <= max_bytes:
             data = bytes(buf)
+            # Keep the buffer once made: the allocator reuses its memory
+            # (swapping in a new one per read cost page faults in bulk).
             buf.clear()
         else:
             data = bytes(buf[:max_bytes])
@@ -561,8 +650,9 @@ class Tcb:
         mss = max(64, mtu - 40 - options)
         if mss >= self.mss:
             return
+        cc = self.cc  # made now if need be, with the window of the old MSS
         self.mss = mss
-        self.cc.set_mss(mss)
+        cc.set_mss(mss)
         self.counters["TCPPMTUReduced"] += 1
         if self.state in _OUTPUT_STATES and self.snd_max != self.snd_una:
             self.rec.on_mtu_reduced(mss)  # the big segments were dropped
@@ -785,7 +875,7 @@ class Tcb:
             if fin_at == self.rcv_nxt:
                 self._on_fin(now)
             elif seq_gt(fin_at, self.rcv_nxt):
-                self.ooo.fin_seq = fin_at
+                self._ooo_queue().fin_seq = fin_at
 
     def _note_duplicate(self, left: int, right: int) -> None:
         """RFC 2883: report data received twice in the next ACK's first SACK
@@ -875,6 +965,7 @@ class Tcb:
         self, seg: TcpSegment, wnd: int, advanced: bool, now: float
     ) -> None:
         """Hand an ACK for outstanding data to loss recovery (recovery.py)."""
+        rec = self._rec or self.rec
         ack = seg.ack
         ack_off = self._off(ack)
         blocks: list[tuple[int, int]] = []
@@ -894,7 +985,7 @@ class Tcb:
             ):
                 dsack = (first_lo, first_hi)
                 spans = spans[1:]
-            top = self.rec.queue.nxt
+            top = rec.queue.nxt
             for lo, hi in spans:
                 if ack_off < hi <= top and lo < hi:  # ignore invalid blocks
                     blocks.append((lo, hi))
@@ -907,7 +998,7 @@ class Tcb:
         )
         tsecr = seg.timestamp[1] if self.ts_ok and seg.timestamp else None
         rto = self.rto
-        rtt = self.rec.on_ack(
+        rtt = rec.on_ack(
             ack_off, blocks, dsack, is_dupack, now, tsecr, rto.srtt or 0.0
         )
         if advanced:
@@ -928,8 +1019,12 @@ class Tcb:
         acked = seq_diff(ack, self.snd_una)
         n_data = seq_diff(ack, self.sndbuf_seq)
         if n_data > 0:
-            n_data = min(n_data, len(self.sndbuf))
-            del self.sndbuf[:n_data]
+            buf = self.sndbuf
+            if n_data >= len(buf):
+                n_data = len(buf)
+                self.sndbuf = _EMPTY_BUF  # all acknowledged: hold no buffer
+            else:
+                del buf[:n_data]
             self.sndbuf_seq = (self.sndbuf_seq + n_data) & MASK
         self.snd_una = ack
         self.una_off += acked
@@ -945,16 +1040,17 @@ class Tcb:
         if self.snd_una == self.snd_max:
             self.rtx_deadline = None  # RFC 6298 5.2: all data acknowledged
             return
-        rec = self.rec
+        rec = self._rec or self.rec
         if rec.reo_deadline is not None:
             self.rtx_deadline, self.rtx_kind = rec.reo_deadline, RTX_REO
         elif advanced or self.rtx_deadline is None or self.rtx_kind != RTX_RTO:
             self._arm_probe_or_rto(now)
 
     def _pto(self) -> float | None:
-        if not self.settings.tlp:
-            return None
-        return self.rec.pto(self.rto.srtt, self.rto.rto)
+        rec = self._rec
+        if not self.settings.tlp or rec is None:
+            return None  # no loss recovery yet: nothing was ever in flight
+        return rec.pto(self.rto.srtt, self.rto.rto)
 
     def _arm_probe_or_rto(self, now: float) -> None:
         rto = self.rto.rto
@@ -995,29 +1091,45 @@ class Tcb:
             self.ack_now = True
             return
         if seq != rcv_nxt:
-            self.ooo.add(rcv_nxt, seq, payload)
+            self._ooo_queue().add(rcv_nxt, seq, payload)
             self._emit(ACK, self.snd_max)  # duplicate ACK tells the sender now
             return
         if not self.read_closed:
-            self.rcvbuf += payload
+            buf = self.rcvbuf
+            if buf is not _EMPTY_BUF:
+                buf += payload
+            else:  # the first data: never append to the shared empty buffer
+                self.rcvbuf = bytearray(payload)
         rcv_nxt = (rcv_nxt + len(payload)) & MASK
-        if self.ooo.size:
-            more = self.ooo.pop_ready(rcv_nxt)
-            if more:
-                if not self.read_closed:
-                    self.rcvbuf += more
-                rcv_nxt = (rcv_nxt + len(more)) & MASK
-            self.ack_now = True  # a hole was filled: ACK at once (RFC 5681 4.2)
+        ooo = self._ooo
+        if ooo is not None:
+            if ooo.size:
+                more = ooo.pop_ready(rcv_nxt)
+                if more:
+                    if not self.read_closed:
+                        self._deliver(more)
+                    rcv_nxt = (rcv_nxt + len(more)) & MASK
+                self.ack_now = True  # a hole was filled: ACK at once (RFC 5681 4.2)
+            self.rcv_nxt = rcv_nxt
+            if ooo.fin_seq == rcv_nxt and not self.fin_received:
+                self._on_fin(now)
+                return
+            if not ooo.size and ooo.fin_seq is None:
+                self._ooo = None  # empty again: an empty queue holds no state
         self.rcv_nxt = rcv_nxt
-        if self.ooo.fin_seq == rcv_nxt and not self.fin_received:
-            self._on_fin(now)
-            return
         # Delayed ACK: at least every second segment (RFC 1122 4.2.3.2).
         self.segs_unacked += 1
         if self.segs_unacked >= 2:
             self.ack_now = True
         elif self.delack_deadline is None:
             self.delack_deadline = now + self.settings.delack
+
+    def _deliver(self, data: bytes) -> None:
+        buf = self.rcvbuf
+        if buf is not _EMPTY_BUF:
+            buf += data
+        else:  # never append to the shared empty buffer
+            self.rcvbuf = bytearray(data)
 
     def _on_fin(self, now: float) -> None:
         """Step eight."""
@@ -1026,7 +1138,7 @@ class Tcb:
             return
         self.fin_received = True
         self.rcv_nxt = (self.rcv_nxt + 1) & MASK
-        self.ooo.clear()
+        self._ooo = None
         st = self.state
         if st in (_SYN_RECEIVED, _ESTABLISHED):
             self.state = _CLOSE_WAIT
@@ -1045,7 +1157,7 @@ class Tcb:
         self.rtx_deadline = self.delack_deadline = self.ka_deadline = None
         self.persist = False
         self.close_deadline = now + 2 * self.settings.msl
-        self.sndbuf.clear()
+        self.sndbuf = _EMPTY_BUF
 
     def _enter_closed(self) -> None:
         # netstat -s semantics: EstabResets counts ESTABLISHED/CLOSE_WAIT ->
@@ -1058,15 +1170,15 @@ class Tcb:
         self.rtx_deadline = self.delack_deadline = self.ka_deadline = None
         self.close_deadline = None
         self.persist = False
-        self.sndbuf.clear()
-        self.ooo.clear()
+        self.sndbuf = _EMPTY_BUF
+        self._ooo = None
         self.deadline = None
 
     def _drop(self, code: int, why: str, rst: bool = False) -> None:
         if rst:
             self._emit(RST | ACK, self.snd_max)
         self.error = os_error(code, why)
-        self.rcvbuf.clear()
+        self.rcvbuf.clear()  # a no-op on the shared empty one
         self._enter_closed()
 
     # ------------------------------------------------------------------
@@ -1243,9 +1355,13 @@ class Tcb:
         """RFC 6675 NextSeg: lost segments first, then new data, while the
         pipe is below cwnd; then our FIN; then the persist timer if the
         peer's window is shut."""
-        rec = self.rec
+        rec = self._rec
+        if rec is None:
+            if not self.sndbuf and self.fin_seq is None:
+                return  # never sent anything and nothing to send
+            rec = self.rec
         q = rec.queue
-        cwnd = self.cc
+        cwnd = rec.cc
         if rec.send_new_first and not self._new_data_allowed():
             rec.send_new_first = rec.frto = False  # F-RTO: nothing new to send
         seg_max = self._seg_max()
@@ -1312,9 +1428,9 @@ class Tcb:
         """Send unsent data as cwnd, the peer's window, Nagle (RFC 896) and
         silly-window avoidance (RFC 1122 4.2.3.4) allow. A loss probe sends
         one segment whatever cwnd says (RFC 8985 7.3)."""
-        rec = self.rec
+        rec = self._rec or self.rec
         q = rec.queue
-        cc = self.cc
+        cc = rec.cc
         mss = self.mss
         seg_max = mss if probe else self._seg_max()
         sndbuf = self.sndbuf
@@ -1435,7 +1551,9 @@ class Tcb:
         )
         if self.ts_ok and not flags & RST:
             segment.timestamp = (self._tsval(), self.ts_recent)
-        if self.sack_ok and flags & ACK and (self.ooo.size or self.dsack):
+        ooo = self._ooo
+        held = ooo is not None and ooo.size
+        if self.sack_ok and flags & ACK and (held or self.dsack):
             # RFC 2018 3: room for 3 blocks beside timestamps, else 4; a data
             # segment carries what fits beside its payload (RFC 2018 4).
             limit = 3 if self.ts_ok else 4
@@ -1443,7 +1561,9 @@ class Tcb:
                 limit = min(limit, (self.mss - len(payload) - SACK_OPTION_BASE) // 8)
             if limit > 0:
                 blocks = (
-                    self.ooo.sack_blocks(self.rcv_nxt, limit) if self.ooo.size else ()
+                    ooo.sack_blocks(self.rcv_nxt, limit)
+                    if held and ooo is not None
+                    else ()
                 )
                 if self.dsack is not None:
                     # RFC 2883 4: the duplicate first, then the usual blocks.
