@@ -264,3 +264,36 @@ def test_controller_that_ignores_ece_still_sends_cwr(
     p.run(until=p.now + 1)
     assert any(e.seg.flags & CWR for e in p.sent("A>B", start))
     assert not b.ecn_flags & ecn.DEMAND_CWR
+
+
+def test_ss_row_and_info_show_ecn_and_ecnseen() -> None:
+    """`ustack ss` as Linux's ss -i: "ecn" once negotiated, "ecnseen" once
+    ECT or CE arrived; the JSON rows carry both."""
+    from ustack.observe.introspect import connection_row, info_text
+
+    p = pair(1, 2, mss=1000)
+    a, b = p.establish()
+    row = connection_row(b, p.now)
+    assert row["ecn"] is True and row["ecnseen"] is False
+    assert info_text(row).startswith("ecn cubic ")
+    a.send(b"e" * 2000)
+    p.run(until=p.now + 1)
+    row = connection_row(b, p.now)
+    assert row["ecnseen"] is True
+    assert info_text(row).startswith("ecn ecnseen cubic ")
+    plain = pair(0, 2)
+    _, pb = plain.establish()
+    row = connection_row(pb, plain.now)
+    assert row["ecn"] is False and "ecn" not in info_text(row)
+
+
+def test_ecn_codepoint_travels_in_the_ip_header() -> None:
+    """build_tcp_packet puts seg.ecn in the TOS byte (checksum included);
+    parse_ipv4 hands it back (RFC 3168 5)."""
+    from ustack.wire.ipv4 import build_tcp_packet, parse_ipv4
+
+    for codepoint in (ecn.NOT_ECT, ecn.ECT_1, ecn.ECT_0, ecn.CE):
+        seg = TcpSegment(1, 2, 3, 4, ACK, 5, b"data", ecn=codepoint)
+        packet = build_tcp_packet(b"\x0a\0\0\x01", b"\x0a\0\0\x02", seg, 7)
+        assert packet[1] == codepoint
+        assert parse_ipv4(packet).ecn == codepoint  # header checksum verified
