@@ -297,3 +297,57 @@ def test_ecn_codepoint_travels_in_the_ip_header() -> None:
         packet = build_tcp_packet(b"\x0a\0\0\x01", b"\x0a\0\0\x02", seg, 7)
         assert packet[1] == codepoint
         assert parse_ipv4(packet).ecn == codepoint  # header checksum verified
+
+
+@pytest.mark.parametrize(("left", "right"), [(1, 1), (1, 0), (0, 1)])
+def test_simultaneous_open(left: int, right: int) -> None:
+    """Both SYNs cross: ECN only if both asked (Linux tcp_ecn_rcv_syn)."""
+    p = Pair(settings=settings(left), settings_b=settings(right))
+    p.simultaneous_open()
+    a, b = p.a, p.b
+    assert b is not None and p.states()[0].name == "ESTABLISHED"
+    agreed = left == right == 1
+    assert bool(a.ecn_flags & ecn.OK) is agreed
+    assert bool(b.ecn_flags & ecn.OK) is agreed
+
+
+def test_every_reduction_is_followed_by_one_cwr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A standing CE-marking queue: one cut per window, each announced by
+    CWR on new data, also when one CWR episode ends and the next begins on
+    the same ACK (RFC 3168 6.1.2)."""
+    p = pair(1, 2, mss=1000, delay=0.02)
+    a, b = p.establish()
+    cuts: list[float] = []
+    orig = type(a.cc).ssthresh_after_loss
+
+    def counting(self: object, now: float) -> int:
+        cuts.append(now)
+        return orig(self, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(a.cc), "ssthresh_after_loss", counting)
+
+    def every_third(direction: str, seg: TcpSegment) -> bool:
+        if direction == "A>B" and seg.ecn and (seg.seq // 1000) % 3 == 0:
+            seg.ecn = ecn.CE
+        return False
+
+    p.drop = every_third  # type: ignore[assignment]
+    start = len(p.log)
+    data = b"s" * 300_000
+    got = b""
+    pos = 0
+    while len(got) < len(data):
+        pos += a.send(data[pos:])
+        p.run(until=p.now + 0.01)
+        got += b.read(1 << 20)
+    p.run(until=p.now + 1)
+    cwr = [e for e in p.sent("A>B", start) if e.seg.flags & CWR]
+    assert len(cuts) >= 5
+    # The last cut may still wait for new data to carry its CWR.
+    pending = 1 if a.ecn_flags & ecn.QUEUE_CWR else 0
+    assert len(cwr) + pending == len(cuts)
+    # Never two cuts within one RTT (40 ms): once per window.
+    assert all(t2 - t1 >= 0.039 for t1, t2 in zip(cuts, cuts[1:], strict=False))
+    assert a.counters["RetransSegs"] == 0
