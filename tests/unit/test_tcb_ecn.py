@@ -351,3 +351,15 @@ def test_every_reduction_is_followed_by_one_cwr(
     # Never two cuts within one RTT (40 ms): once per window.
     assert all(t2 - t1 >= 0.039 for t1, t2 in zip(cuts, cuts[1:], strict=False))
     assert a.counters["RetransSegs"] == 0
+
+
+def test_synack_to_the_first_syn_still_enables_after_a_resent_syn() -> None:
+    """The SYN-ACK to our (ECN-setup) first SYN may arrive after we resent
+    a plain SYN: as Linux, ECN is on if it says ECE."""
+    a = Tcb(settings(1), (b"\x0a\0\0\x01", 4000), (b"\x0a\0\0\x02", 80), 1000, 1460,
+            0.0)
+    a.open_active(0.0)
+    a.on_timer(1.0)  # the SYN is resent, without ECE and CWR
+    assert not a.outbox[-1].flags & (ECE | CWR)
+    a.on_segment(mk(5000, 1001, SYN | ACK | ECE, to_b=False), 1.1)
+    assert a.ecn_flags & ecn.OK

@@ -396,11 +396,10 @@ class Tcb:
         elif self.settings.ecn == 1 and not self.syn_retransmitted:
             # Linux tcp_ecn_send_syn (tcp_ecn=1): an ECN-setup SYN. Resent
             # SYNs go without, in case a middlebox drops ECN SYNs (RFC 3168
-            # 6.1.1.1; Linux tcp_ecn_clear_syn with tcp_ecn_fallback).
+            # 6.1.1.1; Linux tcp_ecn_clear_syn with tcp_ecn_fallback), but
+            # a SYN-ACK with ECE (to the first SYN) still turns ECN on.
             flags |= ecn.SETUP_SYN
             self.ecn_flags = ecn.OK
-        else:
-            self.ecn_flags = 0
         window = min(max(0, self.rcv_buf_size - len(self.rcvbuf)), 0xFFFF)
         seg = TcpSegment(
             self.local_port,
