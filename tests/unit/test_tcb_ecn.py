@@ -363,3 +363,28 @@ def test_synack_to_the_first_syn_still_enables_after_a_resent_syn() -> None:
     assert not a.outbox[-1].flags & (ECE | CWR)
     a.on_segment(mk(5000, 1001, SYN | ACK | ECE, to_b=False), 1.1)
     assert a.ecn_flags & ecn.OK
+
+
+def test_loss_reductions_are_announced_with_cwr_too() -> None:
+    """RFC 3168 6.1.2: CWR follows any reduction, fast retransmit included
+    (Linux tcp_init_cwnd_reduction queues it for loss recovery as well)."""
+    p = pair(1, 2, mss=1000, delay=0.02)
+    a, b = p.establish()
+    a.cwnd = 20_000
+    lost = {(a.snd_nxt + 3000) & 0xFFFFFFFF}
+
+    def lose(direction: str, seg: TcpSegment) -> bool:
+        if direction == "A>B" and seg.seq in lost and seg.payload:
+            lost.discard(seg.seq)
+            return True
+        return False
+
+    p.drop = lose  # type: ignore[assignment]
+    start = len(p.log)
+    a.send(b"l" * 40_000)
+    a.flush(p.now)
+    p.run(until=p.now + 2)
+    assert a.counters["TCPSackRecovery"] + a.counters["TCPRenoRecovery"] == 1
+    cwr = [e.seg for e in p.sent("A>B", start) if e.seg.flags & CWR]
+    assert len(cwr) == 1 and cwr[0].ecn == ecn.ECT_0  # on new data
+    assert b.read(1 << 20) == b"l" * 40_000

@@ -973,14 +973,14 @@ class Tcb:
         self._arm_sender_timer(now, advanced)
 
     def _ecn_after_reduction(self, prior: CaState) -> None:
-        """RFC 3168 6.1.2: after any window reduction (ECE, fast retransmit,
-        timeout) the first new data segment carries CWR (Linux
-        tcp_init_cwnd_reduction / tcp_enter_loss -> tcp_ecn_queue_cwr).
+        """RFC 3168 6.1.2: after a window reduction (ECE or fast retransmit
+        here; timeouts in _on_rtx_timeout) the first new data segment carries
+        CWR (Linux tcp_init_cwnd_reduction / tcp_enter_loss -> tcp_ecn_queue_cwr).
         Moving from CWR into recovery is no new reduction; CWR ending and a
         new one starting on the same ACK is (a new window)."""
         state = self.rec.state
         if state is not CaState.OPEN and (
-            prior is CaState.OPEN or state is CaState.LOSS or state is prior
+            prior is CaState.OPEN or state is prior is CaState.CWR
         ):
             self.ecn_flags |= ecn.QUEUE_CWR
 
