@@ -124,6 +124,10 @@ class Settings:
     slow_start_after_idle: bool = True
     """net.ipv4.tcp_slow_start_after_idle: shrink a stale cwnd after more
     than an RTO without sending (RFC 5681 4.1, RFC 2861)."""
+    ecn: int = 2
+    """net.ipv4.tcp_ecn: Explicit Congestion Notification (RFC 3168). 2 (Linux's
+    default): accept it when a peer's SYN asks; 1: also ask for it on active
+    opens; 0: off."""
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -175,6 +179,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "delack": (0, 0.5),  # RFC 1122 4.2.3.2: an ACK must not wait 0.5 s
     "rcv_buf": (1, math.inf),
     "snd_buf": (1, math.inf),
+    "ecn": (0, 2),
 }
 
 

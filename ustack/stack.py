@@ -33,6 +33,7 @@ from ustack.link import vnet
 from ustack.link.base import Link
 from ustack.protocol import ProtocolFactory, TcbTransport
 from ustack.sockopts import SocketOptions
+from ustack.tcp.ecn import IN_COUNTERS as IN_ECN_COUNTERS
 from ustack.tcp.isn import IsnGenerator, boot_secret, system_clock
 from ustack.tcp.state import State
 from ustack.tcp.syncookie import SynCookies
@@ -336,6 +337,9 @@ class Stack:
                     counters["InCsumErrors"] += 1
                 return
             counters["InSegs"] += 1
+            if ip.ecn:  # RFC 3168: the TCB sees the IP ECN codepoint
+                seg.ecn = ip.ecn
+                counters[IN_ECN_COUNTERS[ip.ecn]] += 1
             self._input_tcp(ip.src, seg, now)
         elif ip.proto == PROTO_UDP:
             if not self.udp.input(src, ip.payload, verify):

@@ -66,3 +66,29 @@ async def impaired_net(
         a.taps.append(_recorder(net.a_log))
         b.taps.append(_recorder(net.b_log))
         yield net
+
+
+async def send_b_to_a(
+    net: ImpairedNet, data: bytes, port: int = 7
+) -> tuple[bytes, float]:
+    """B serves `data` on `port`, A connects and reads to EOF: what A got,
+    and the virtual time from connect to EOF."""
+    import trio
+
+    listener = await net.b.listen(port)
+
+    async def server() -> None:
+        stream = await listener.accept()
+        await stream.send_all(data)
+        await stream.aclose()
+
+    got = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server)
+        start = trio.current_time()
+        client = await net.a.connect((B_IP, port))
+        while chunk := await client.receive_some():
+            got += chunk
+        took = trio.current_time() - start
+        await client.aclose()
+    return bytes(got), took

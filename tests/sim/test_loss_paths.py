@@ -8,10 +8,9 @@ from __future__ import annotations
 import random
 
 import pytest
-import trio
 from trio.testing import MockClock
 
-from tests.sim.lifecycle_net import B_IP, impaired_net
+from tests.sim.lifecycle_net import impaired_net, send_b_to_a
 
 SIZE = 1_000_000
 # path -> RTOs per seed (1, 2) with the previous loss recovery.
@@ -30,20 +29,7 @@ async def test_transfer_intact_with_fewer_rtos(
 ) -> None:
     data = random.Random(seed).randbytes(SIZE)
     async with impaired_net(spec, seed=seed) as net:
-        listener = await net.b.listen(7)
-
-        async def server() -> None:
-            stream = await listener.accept()
-            await stream.send_all(data)
-            await stream.aclose()
-
-        got = bytearray()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(server)
-            client = await net.a.connect((B_IP, 7))
-            while chunk := await client.receive_some():
-                got += chunk
-            await client.aclose()
+        got, _ = await send_b_to_a(net, data)
         rtos = net.b.counters["TCPTimeouts"]
         sender = net.b.counters
     assert bytes(got) == data

@@ -26,10 +26,11 @@ Spec grammar (`parse_impair_spec`, used by `ustack up --impair SPEC`)::
             | "drop=" RULE                 # repeatable
     DIR    := "in" | "out"
     KEY    := loss | dup | reorder | corrupt   # "5%" or a fraction "0.05"
+            | ecn                              # (the same)
             | delay | jitter | hold            # "20ms", "0.5s", "300us" (bare: ms)
             | rate                             # per second: "10mbit", "125kB", "1MB"
                                                # (bare: bytes/s)
-            | queue | gap                      # integer (packets)
+            | queue | gap | ecn_threshold      # integer (packets)
     RULE   := MATCH ":" DIR [":" COUNT] [":skip=" INT] [":after=" MATCH "/" DIR]
     MATCH  := TERM ("+" TERM)*            # all terms must hold
     TERM   := ["!"] FLAG | "pure" | "any"
@@ -48,6 +49,13 @@ Meaning of the keys:
   every device still accepts the packet); the TCP/ICMP checksum must catch it.
 - ``rate``/``queue``: token bucket at ``rate`` bytes/s with a burst of one
   MTU-sized packet, ``queue`` packets (default 100) waiting at most, tail drop.
+- ``ecn``: mark an ECN-capable (ECT) packet Congestion Experienced (CE) with
+  this probability, as an RFC 3168 router would instead of dropping it;
+  packets that are not ECT pass untouched.
+- ``ecn_threshold``: with ``rate``, mark ECT packets CE when they find more
+  than this many packets waiting (a marking threshold like DCTCP's K or
+  fq_codel's ce_threshold, in packets); non-ECT packets are only tail-dropped
+  at ``queue`` as before. Both rewrite the IP header's ECN bits and checksum.
 
 Targeted rules match TCP segments by flags: ``data`` means "has payload",
 ``pure`` is ``ack+!syn+!fin+!rst+!data`` (a bare ACK), ``any`` every TCP
@@ -77,6 +85,7 @@ import trio
 
 from ustack.link import vnet
 from ustack.link.base import Link
+from ustack.wire.checksum import checksum
 
 IN = "in"
 OUT = "out"
@@ -152,6 +161,8 @@ class Impairment:
     corrupt: float = 0.0
     rate: float | None = None  # bytes per second
     queue: int = 100  # packets waiting for the rate limiter
+    ecn: float = 0.0  # CE-mark ECT packets with this probability
+    ecn_threshold: int | None = None  # CE-mark ECT beyond this many queued
     seed: int | str = 0
 
     @property
@@ -164,12 +175,13 @@ class Impairment:
             or self.jitter
             or self.corrupt
             or self.rate
+            or self.ecn
         )
 
 
-_PROB_KEYS = ("loss", "dup", "reorder", "corrupt")
+_PROB_KEYS = ("loss", "dup", "reorder", "corrupt", "ecn")
 _TIME_KEYS = ("delay", "jitter", "hold")
-_INT_KEYS = ("queue", "gap")
+_INT_KEYS = ("queue", "gap", "ecn_threshold")
 _KEYS = (*_PROB_KEYS, *_TIME_KEYS, "rate", *_INT_KEYS)
 
 
@@ -206,7 +218,7 @@ def _format(key: str, value: float | int | None) -> str:
     if key in _TIME_KEYS:
         return f"{float(value or 0) * 1000:g}ms"
     if key == "rate":
-        return f"{float(value or 0):g}B"
+        return f"{float(value or 0):.15g}B"  # no exponent: 1250000B parses
     return str(value)
 
 
@@ -401,13 +413,19 @@ def parse_impair_spec(text: str, *, seed: int | None = None) -> ImpairConfig:
         elif name == "rate":
             parsed = _parse_rate(value)
         else:
-            parsed = _parse_int(key, value, 1)
+            parsed = _parse_int(key, value, 0 if name == "ecn_threshold" else 1)
         for d in directions:
             values[d][name] = parsed
     if spec_seed is None:
         spec_seed = (
             seed if seed is not None else random.SystemRandom().randrange(1 << 31)
         )
+    for d in (IN, OUT):
+        if "ecn_threshold" in values[d] and "rate" not in values[d]:
+            raise ImpairSpecError(
+                "ecn_threshold marks packets waiting for the rate limiter: "
+                f"give a rate too (e.g. rate=10mbit,ecn_threshold=20) for {d}"
+            )
     inbound = Impairment(seed=f"{spec_seed}/in", **values[IN])  # type: ignore[arg-type]
     outbound = Impairment(seed=f"{spec_seed}/out", **values[OUT])  # type: ignore[arg-type]
     return ImpairConfig(inbound, outbound, tuple(rules), spec_seed)
@@ -574,6 +592,8 @@ class Pipe:
         if imp.loss and rng.random() < imp.loss:
             c[p + "loss"] += 1
             return
+        if imp.ecn and self._ect(packet) and rng.random() < imp.ecn:
+            packet = self._mark_ce(packet)
         if imp.corrupt and rng.random() < imp.corrupt:
             packet = self._corrupt(packet)
             c[p + "corrupt"] += 1
@@ -589,6 +609,13 @@ class Pipe:
                     c[p + "rate_drop"] += 1
                     continue
                 release = departure
+                threshold = imp.ecn_threshold
+                if (
+                    threshold is not None
+                    and len(self._rate_departures) > threshold + 1
+                    and self._ect(packet)
+                ):
+                    packet = self._mark_ce(packet)  # more than K ahead of it
             if imp.delay or imp.jitter:
                 d = imp.delay
                 if imp.jitter:
@@ -596,6 +623,25 @@ class Pipe:
                 release += max(d, 0.0)
             self._seq += 1
             heapq.heappush(self._heap, (release, self._seq, packet))
+
+    def _ect(self, packet: bytes) -> bool:
+        """An IPv4 packet whose ECN field says ECT(0), ECT(1) or CE."""
+        at = self.at
+        return len(packet) >= at + 20 and bool(packet[at + 1] & 3)
+
+    def _mark_ce(self, packet: bytes) -> bytes:
+        """RFC 3168 5: set CE (both ECN bits), redo the header checksum."""
+        at = self.at
+        if packet[at + 1] & 3 == 3:
+            return packet
+        ihl = (packet[at] & 0x0F) * 4
+        buf = bytearray(packet)
+        buf[at + 1] |= 3
+        buf[at + 10 : at + 12] = b"\0\0"
+        csum = checksum(memoryview(buf)[at : at + ihl])
+        buf[at + 10 : at + 12] = csum.to_bytes(2, "big")
+        self.counters[self._prefix + "ce_mark"] += 1
+        return bytes(buf)
 
     def _corrupt(self, packet: bytes) -> bytes:
         at = self.at

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ustack.tcp.cc.base import INITIAL_SSTHRESH
+from ustack.tcp.ecn import OK as ECN_OK
+from ustack.tcp.ecn import SEEN as ECN_SEEN
 from ustack.tcp.state import State
 
 if TYPE_CHECKING:
@@ -43,6 +45,10 @@ STANDARD_COUNTERS = (
     "TCPDSACKUndo",
     "TCPDSACKRecv",
     "TCPDSACKOldSent",
+    # ECN (RFC 3168): Linux's TcpExt and IpExt names.
+    "TCPDeliveredCE",
+    "InECT0Pkts",
+    "InCEPkts",
     # IP, ICMP and UDP (issue 13), as nstat names them.
     "InUnknownProtos",
     "ReasmReqds",
@@ -116,6 +122,9 @@ def connection_row(tcb: Tcb, now: float) -> dict[str, Any]:
         "ca_state": tcb.ca_state.name.lower(),
         "mss": tcb.mss,
         "orphan": _is_orphan(tcb),
+        # Like ss -i: "ecn" once negotiated, "ecnseen" once ECT/CE arrived.
+        "ecn": bool(tcb.ecn_flags & ECN_OK),
+        "ecnseen": bool(tcb.ecn_flags & ECN_SEEN),
     }
 
 
@@ -274,7 +283,9 @@ def info_text(row: Mapping[str, Any]) -> str:
         return f"accept_queue:{row['accept_queue']} syn_queue:{row['syn_queue']}"
     if row.get("rto") is None:  # a TIME_WAIT record: nothing more to say
         return ""
-    parts = [row["congestion"]] if row.get("congestion") else []
+    parts = [flag for flag in ("ecn", "ecnseen") if row.get(flag)]
+    if row.get("congestion"):
+        parts.append(row["congestion"])
     parts.append(f"rto:{row['rto'] * 1000:g}ms")
     if row.get("rtt") is not None:
         parts.append(f"rtt:{row['rtt'] * 1000:.3f}/{row['rttvar'] * 1000:.3f}ms")

@@ -17,6 +17,11 @@ States, as Linux's tcp_ca_state:
   start; no new fast recovery starts until high_seq is acknowledged
   (RFC 6582 3.2 step 1, RFC 6675 5.1). F-RTO (RFC 5682) sends new data after
   the first ACK to learn whether the timeout was spurious.
+- CWR: an ECN-Echo (RFC 3168 6.1.2) reduced the window, as Linux's
+  tcp_enter_cwr: ssthresh from the controller, PRR brings cwnd down, nothing
+  is retransmitted; it ends once data sent after its start is acknowledged.
+  More ECE in CWR, RECOVERY or LOSS reduces no further (once per window); a
+  loss found in CWR moves to RECOVERY without a second cut.
 Undo (RFC 3708 D-SACK, RFC 3522 Eifel timestamps, F-RTO) restores the window
 when every retransmission of an episode proves unnecessary.
 """
@@ -40,6 +45,7 @@ MIN_PTO = 0.01
 
 class CaState(IntEnum):
     OPEN = 0
+    CWR = 2
     RECOVERY = 3
     LOSS = 4
 
@@ -153,9 +159,11 @@ class LossRecovery:
             self.counters["TCPSlowStartRetrans"] += 1
 
     def on_new_data(self, n: int) -> None:
-        if self.state is CaState.RECOVERY:
-            assert self.prr is not None
-            self.prr.on_sent(n)
+        prr = self.prr  # None in CWR when the controller ignores ECE (BBR)
+        if prr is not None and (
+            self.state is CaState.RECOVERY or self.state is CaState.CWR
+        ):
+            prr.on_sent(n)
 
     # ------------------------------------------------------------- ACKs
 
@@ -168,12 +176,14 @@ class LossRecovery:
         now: float,
         tsecr: int | None,
         srtt: float,
+        ece: bool = False,
     ) -> float | None:
         """Process one ACK (Linux tcp_ack -> tcp_fastretrans_alert).
 
         `ack`, `blocks` and `dsack` (a range the peer got twice, RFC 2883)
-        are stream offsets. Returns an RTT sample (seconds) from the send
-        times of what it acknowledged, if Karn's rule allows one."""
+        are stream offsets; `ece`: the ACK carries ECN-Echo (RFC 3168).
+        Returns an RTT sample (seconds) from the send times of what it
+        acknowledged, if Karn's rule allows one."""
         q = self.queue
         cc = self.cc
         dsack_segs = self._dsack_segs(dsack) if dsack is not None else 0
@@ -225,7 +235,7 @@ class LossRecovery:
                 eaten = min(self.reno_sacked, max(acked - cc.mss, 0))
                 self.reno_sacked -= eaten
                 delivered_bytes -= eaten
-                if self.state is CaState.OPEN:
+                if self.state <= CaState.CWR:
                     self.dupacks = 0
         if self.tlp_high is not None:
             self._check_tlp(ack, acked, sacked, dsack, is_dupack, now)
@@ -249,12 +259,24 @@ class LossRecovery:
                     q.mark_lost(head)
             if dsack_segs and self.undo_marker and not self.undo_retrans:
                 self._undo(now, "TCPDSACKUndo")
+        elif state is CaState.CWR and ack > self.high_seq:
+            # Linux: CWR holds until data *above* high_seq is acknowledged,
+            # so that the CWR flag has reached the receiver.
+            self._end_cwr(now)
+            ended = True
+        if ece:
+            # Linux tcp_count_delivered: segments delivered with ECE.
+            self.counters["TCPDeliveredCE"] += -(-delivered_bytes // cc.mss)
         # Loss detection (RFC 8985 6.2 step 5, or dupthresh without SACK).
         lost = self._detect_loss(now, srtt)
-        if lost and self.state is CaState.OPEN:
+        if lost and self.state <= CaState.CWR:
             self._enter_recovery(now, prior_flight)
+        elif ece and self.state is CaState.OPEN:
+            self._enter_cwr(now, prior_flight)
         # Congestion window.
-        if self.state is CaState.RECOVERY:
+        if self.state is CaState.RECOVERY or (
+            self.state is CaState.CWR and self._ecn_reduces()
+        ):
             assert self.prr is not None
             cc.cwnd = self.prr.cwnd(delivered_bytes, self.in_flight(), cc.mss)
         elif acked and delivered_bytes > 0 and not ended:
@@ -293,7 +315,7 @@ class LossRecovery:
             return False
         if self.sack_ok:
             lost: list[Sent] = []
-            in_rec = self.state is not CaState.OPEN
+            in_rec = self.state >= CaState.RECOVERY
             reo = self.rack.reo_wnd(in_rec, q.sacked // self.cc.mss, srtt)
             before = q.retrans_out
             wait = self.rack.detect_loss(q, now, reo, lost)
@@ -302,14 +324,14 @@ class LossRecovery:
             if q.retrans_out < before:
                 self.counters["TCPLostRetransmit"] += 1
             return bool(lost)
-        if self.state is CaState.OPEN and self.dupacks >= DUPTHRESH:
+        if self.state <= CaState.CWR and self.dupacks >= DUPTHRESH:
             return q.mark_lost(q.recs[0])
         return False
 
     def on_reorder_timer(self, now: float, srtt: float) -> None:
         """RACK's reorder timer (RFC 8985 6.3): run the detection again."""
         prior_flight = self.queue.nxt - self.queue.una
-        if self._detect_loss(now, srtt) and self.state is CaState.OPEN:
+        if self._detect_loss(now, srtt) and self.state <= CaState.CWR:
             self._enter_recovery(now, prior_flight)
         if self.state is CaState.RECOVERY:
             assert self.prr is not None
@@ -325,17 +347,48 @@ class LossRecovery:
         self.cc.remember_for_undo()
 
     def _enter_recovery(self, now: float, prior_flight: int) -> None:
-        """RFC 6675 5 / Linux tcp_enter_recovery."""
+        """RFC 6675 5 / Linux tcp_enter_recovery. From CWR the window was
+        already cut in this window (RFC 3168 6.1.2): PRR carries on."""
         cc = self.cc
+        in_cwr = self.state is CaState.CWR
         self._start_undo()
-        cc.ssthresh = cc.ssthresh_after_loss(now)
-        prr = self.prr
-        if prr is None:
-            prr = self.prr = Prr()
-        prr.start(cc.ssthresh, prior_flight)  # resets all PRR state
+        if not in_cwr:
+            cc.ssthresh = cc.ssthresh_after_loss(now)
+            self._start_prr(cc.ssthresh, prior_flight)
         self.state = CaState.RECOVERY
         self.high_seq = self.queue.nxt
         self.counters["TCPSackRecovery" if self.sack_ok else "TCPRenoRecovery"] += 1
+
+    def _ecn_reduces(self) -> bool:
+        """Whether the controller cuts its window on ECE (CUBIC and Reno do;
+        BBR v1 does not, as Linux's tcp_bbr.c: its model owns cwnd)."""
+        return bool(getattr(self.cc, "reacts_to_ecn", True))
+
+    def _enter_cwr(self, now: float, prior_flight: int) -> None:
+        """ECN-Echo in OPEN (RFC 3168 6.1.2; Linux tcp_enter_cwr ->
+        tcp_init_cwnd_reduction): one reduction for this window, by PRR, with
+        no retransmission and nothing to undo."""
+        cc = self.cc
+        self.state = CaState.CWR
+        self.high_seq = self.queue.nxt
+        self.undo_marker = False
+        self.tlp_high = None
+        if self._ecn_reduces():
+            cc.ssthresh = cc.ssthresh_after_loss(now)
+            self._start_prr(cc.ssthresh, prior_flight)
+
+    def _start_prr(self, ssthresh: int, prior_flight: int) -> None:
+        """PRR (RFC 6937) for a new reduction; made at the first one."""
+        prr = self.prr
+        if prr is None:
+            prr = self.prr = Prr()
+        prr.start(ssthresh, prior_flight)  # resets all PRR state
+
+    def _end_cwr(self, now: float) -> None:
+        """Linux tcp_end_cwnd_reduction: cwnd = ssthresh, back to OPEN."""
+        if self._ecn_reduces():
+            self.cc.on_recovery_done(now)
+        self.state = CaState.OPEN
 
     def _end_recovery(self, tsecr: int | None, now: float) -> None:
         if self.undo_marker and (not self.undo_retrans or self._packet_delayed(tsecr)):
@@ -436,7 +489,7 @@ class LossRecovery:
         if (
             not self.sack_ok
             or srtt is None
-            or self.state is not CaState.OPEN
+            or self.state > CaState.CWR  # Linux: probes in Open and CWR
             or self.tlp_high is not None
             or not self.queue.recs
         ):

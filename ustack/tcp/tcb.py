@@ -20,6 +20,7 @@ from typing import Any
 from ustack.config import Settings
 from ustack.errors import os_error
 from ustack.tcp import cc as congestion
+from ustack.tcp import ecn
 from ustack.tcp.cc.base import INITIAL_SSTHRESH
 from ustack.tcp.ratelimit import RateLimiter
 from ustack.tcp.reassembly import Reassembly
@@ -28,7 +29,7 @@ from ustack.tcp.rto import RtoEstimator
 from ustack.tcp.rtxq import Sent
 from ustack.tcp.seq import MASK, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
 from ustack.tcp.state import RECEIVING, State
-from ustack.wire.tcp import ACK, FIN, PSH, RST, SYN, TcpSegment
+from ustack.wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TcpSegment
 
 # RFC 9293 3.7.1: MSS assumed when the peer sends no MSS option.
 DEFAULT_MSS = 536
@@ -159,6 +160,7 @@ class Tcb:
         "_rec",  # LossRecovery (its queue, RACK, PRR): at the first send
         "_ooo",  # Reassembly: when out-of-order data arrives; dropped when empty
         "_challenge_limiter",  # RateLimiter: at the first challenge ACK
+        "ecn_flags",  # RFC 3168 state: ustack.tcp.ecn's bits (a small int)
     )
 
     def __init__(
@@ -265,6 +267,7 @@ class Tcb:
         self.sack_ok = False  # both SYNs carried SACK-permitted (RFC 2018)
         self.last_oow_ack = _NEVER  # when we last ACKed an invalid segment
         self.owner: Any = None  # the stack's bookkeeping (listener, waiters)
+        self.ecn_flags = 0  # RFC 3168 state: ustack.tcp.ecn's bits
 
     # ------------------------------------------------------------------
     # Opening (RFC 9293 3.10.1 OPEN; 3.10.7.2 LISTEN state)
@@ -284,6 +287,8 @@ class Tcb:
         self.passive = True
         self._take_syn_timestamp(syn, now)
         self._take_syn_sack(syn)
+        if ecn.server_accepts(self.settings.ecn, syn.flags, syn.ecn):
+            self.ecn_flags = ecn.OK
         self.state = _SYN_RECEIVED
         self.irs = syn.seq
         self.rcv_nxt = self.rcv_adv = (syn.seq + 1) & MASK
@@ -468,6 +473,16 @@ class Tcb:
 
     def _emit_syn(self, now: float) -> None:
         flags = SYN | ACK if self.state is _SYN_RECEIVED else SYN
+        if flags & ACK:
+            if self.ecn_flags:
+                flags |= ECE  # RFC 3168 6.1.1: the ECN-setup SYN-ACK
+        elif self.settings.ecn == 1 and not self.syn_retransmitted:
+            # Linux tcp_ecn_send_syn (tcp_ecn=1): an ECN-setup SYN. Resent
+            # SYNs go without, in case a middlebox drops ECN SYNs (RFC 3168
+            # 6.1.1.1; Linux tcp_ecn_clear_syn with tcp_ecn_fallback), but
+            # a SYN-ACK with ECE (to the first SYN) still turns ECN on.
+            flags |= ecn.SETUP_SYN
+            self.ecn_flags = ecn.OK
         window = min(max(0, self.rcv_buf_size - len(self.rcvbuf)), 0xFFFF)
         seg = TcpSegment(
             self.local_port,
@@ -713,6 +728,12 @@ class Tcb:
         self._take_syn_options(seg, offered_wscale=True)
         self._take_syn_timestamp(seg, now)
         self._take_syn_sack(seg)
+        if self.ecn_flags and not (
+            ecn.synack_agrees(flags)
+            if ack_ok
+            else flags & ecn.SETUP_SYN == ecn.SETUP_SYN  # simultaneous open
+        ):
+            self.ecn_flags = 0  # Linux tcp_ecn_rcv_synack / tcp_ecn_rcv_syn
         if ack_ok:
             self._on_handshake_ack(seg, now)
             self.snd_wnd = seg.window  # a SYN's window is never scaled
@@ -868,6 +889,8 @@ class Tcb:
                 self.counters["TCPAbortOnData"] += 1
                 self.abort(now)
                 return
+            if self.ecn_flags:
+                self._ecn_receive(flags, seg.ecn)
             self._receive_text(seq, payload, now)
         # Eighth: FIN.
         if flags & FIN:
@@ -876,6 +899,26 @@ class Tcb:
                 self._on_fin(now)
             elif seq_gt(fin_at, self.rcv_nxt):
                 self._ooo_queue().fin_seq = fin_at
+
+    def _ecn_receive(self, flags: int, codepoint: int) -> None:
+        """RFC 3168 6.1.3 for a data segment: CWR ends our ECE echo (Linux
+        tcp_ecn_accept_cwr), then a CE mark starts it again (tcp_ecn_check_ce;
+        a CWR segment that is itself CE-marked echoes again). Like Linux, a
+        CWR or a new CE mark gets an immediate ACK (the sender's window may be
+        small), and so does a non-ECT segment after ECT ones (a retransmission)."""
+        ef = self.ecn_flags
+        if flags & CWR:
+            ef &= ~ecn.DEMAND_CWR
+            self.ack_now = True
+        if codepoint == ecn.CE:
+            if not ef & ecn.DEMAND_CWR:
+                self.ack_now = True
+            ef |= ecn.DEMAND_CWR | ecn.SEEN
+        elif codepoint:
+            ef |= ecn.SEEN
+        elif ef & ecn.SEEN:
+            self.ack_now = True
+        self.ecn_flags = ef
 
     def _note_duplicate(self, left: int, right: int) -> None:
         """RFC 2883: report data received twice in the next ACK's first SACK
@@ -998,9 +1041,17 @@ class Tcb:
         )
         tsecr = seg.timestamp[1] if self.ts_ok and seg.timestamp else None
         rto = self.rto
+        prior_state, prior_high = rec.state, rec.high_seq
+        # RFC 3168 6.1.2: ECE on an ACK (never the SYN-ACK's) asks for a
+        # reduction, once per window (Linux tcp_ecn_rcv_ecn_echo).
+        ece = bool(seg.flags & ECE and self.ecn_flags)
         rtt = rec.on_ack(
-            ack_off, blocks, dsack, is_dupack, now, tsecr, rto.srtt or 0.0
+            ack_off, blocks, dsack, is_dupack, now, tsecr, rto.srtt or 0.0, ece
         )
+        if self.ecn_flags and (
+            rec.state is not prior_state or rec.high_seq != prior_high
+        ):
+            self._ecn_after_reduction(prior_state)
         if advanced:
             self._on_ack_advance(ack)
         # One RTT sample per ACK (RFC 7323 Appendix G): from send times when
@@ -1013,6 +1064,18 @@ class Tcb:
             # ~one ACK per two segments: weight samples by the window's count.
             rto.sample(rtt, max(1, self.bytes_in_flight() // (2 * self.mss)))
         self._arm_sender_timer(now, advanced)
+
+    def _ecn_after_reduction(self, prior: CaState) -> None:
+        """RFC 3168 6.1.2: after a window reduction (ECE or fast retransmit
+        here; timeouts in _on_rtx_timeout) the first new data segment carries
+        CWR (Linux tcp_init_cwnd_reduction / tcp_enter_loss -> tcp_ecn_queue_cwr).
+        Moving from CWR into recovery is no new reduction; CWR ending and a
+        new one starting on the same ACK is (a new window)."""
+        state = self.rec.state
+        if state is not CaState.OPEN and (
+            prior is CaState.OPEN or state is prior is CaState.CWR
+        ):
+            self.ecn_flags |= ecn.QUEUE_CWR
 
     def _on_ack_advance(self, ack: int) -> None:
         """SND.UNA moves to `ack`: free what the peer now holds."""
@@ -1233,7 +1296,10 @@ class Tcb:
         self.rtx_kind = RTX_RTO
         if kind == RTX_REO and st in _OUTPUT_STATES:
             # RFC 8985 6.3: the reordering window passed with no ACK.
+            prior_state = self.rec.state
             self.rec.on_reorder_timer(now, self.rto.srtt or 0.0)
+            if self.ecn_flags and self.rec.state is not prior_state:
+                self._ecn_after_reduction(prior_state)
             self._arm_after_early_timer(now)
             return
         if kind == RTX_PTO and st in _OUTPUT_STATES:
@@ -1263,6 +1329,8 @@ class Tcb:
             # RFC 6298 5.4-5.6, RFC 5681 (4): the loss window of one segment;
             # recovery resends everything unSACKed, in slow start (flush).
             self.rec.on_rto(now, first=self.retries == 1)
+            if self.ecn_flags:
+                self.ecn_flags |= ecn.QUEUE_CWR
             if self.snd_wnd == 0:
                 # The peer shrank its window to zero with data outstanding:
                 # probe it like any zero window (RFC 9293 3.8.6.1), do not
@@ -1546,8 +1614,29 @@ class Tcb:
         else:
             ack_no = 0
             field = 0
+        codepoint = 0
+        ef = self.ecn_flags
+        if ef and not flags & RST:
+            # RFC 3168 6.1.3: echo CE until CWR, on every segment.
+            if ef & ecn.DEMAND_CWR:
+                flags |= ECE
+            # Linux tcp_ecn_send: only new data is ECT, never a pure ACK,
+            # a window probe or a retransmission (RFC 3168 6.1.4, 6.1.5);
+            # the first new data after a reduction carries CWR (6.1.2).
+            if payload and seq == self.snd_max:
+                codepoint = ecn.ECT_0
+                if ef & ecn.QUEUE_CWR:
+                    flags |= CWR
+                    self.ecn_flags = ef & ~ecn.QUEUE_CWR
         segment = TcpSegment(
-            self.local_port, self.remote_port, seq, ack_no, flags, field, payload
+            self.local_port,
+            self.remote_port,
+            seq,
+            ack_no,
+            flags,
+            field,
+            payload,
+            ecn=codepoint,
         )
         if self.ts_ok and not flags & RST:
             segment.timestamp = (self._tsval(), self.ts_recent)

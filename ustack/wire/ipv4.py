@@ -28,6 +28,7 @@ class Ipv4Packet:
     header_len: int
     total_len: int
     frag: int = 0  # MF flag | fragment offset in 8-byte units (RFC 791 3.1)
+    ecn: int = 0  # the two ECN bits of the TOS byte (RFC 3168 5)
 
 
 def parse_ipv4(
@@ -42,7 +43,7 @@ def parse_ipv4(
     n = len(buf)
     if n < 20:
         raise WireError("short")
-    vihl, _, total, ident, frag, ttl, proto, _, src, dst = _HDR.unpack_from(buf)
+    vihl, tos, total, ident, frag, ttl, proto, _, src, dst = _HDR.unpack_from(buf)
     if vihl >> 4 != 4:
         raise WireError("not_ipv4")
     hlen = (vihl & 0xF) << 2
@@ -56,11 +57,15 @@ def parse_ipv4(
     frag &= _MF_OFFSET
     if frag and not fragments:
         raise WireError("fragment")
-    return Ipv4Packet(src, dst, proto, ttl, ident, mv[hlen:total], hlen, total, frag)
+    return Ipv4Packet(
+        src, dst, proto, ttl, ident, mv[hlen:total], hlen, total, frag, tos & 3
+    )
 
 
-def _ip_csum(total: int, ident: int, ttl_proto: int, addr_sum: int) -> int:
-    s = (0x4500 + total + ident + _DF + ttl_proto + addr_sum) % 0xFFFF
+def _ip_csum(
+    total: int, ident: int, ttl_proto: int, addr_sum: int, tos: int = 0
+) -> int:
+    s = (0x4500 + tos + total + ident + _DF + ttl_proto + addr_sum) % 0xFFFF
     return 0xFFFF - s if s else 0
 
 
@@ -87,7 +92,8 @@ def build_tcp_packet(
     summed from field values (no re-read of packed bytes).
 
     `seg.window` is the raw 16-bit field (already scaled and clamped);
-    `ident` is taken mod 2**16; other fields as for `build_tcp`.
+    `ident` is taken mod 2**16; other fields as for `build_tcp`; `seg.ecn`
+    goes into the TOS byte's ECN bits (RFC 3168 5).
     With `partial_csum` the TCP checksum field holds only the pseudo-header
     sum, for a device that completes it (virtio NEEDS_CSUM, CHECKSUM_PARTIAL).
     """
@@ -101,15 +107,16 @@ def build_tcp_packet(
     payload = seg.payload
     total = 20 + tcp_hlen + len(payload)
     ident &= 0xFFFF
+    tos = seg.ecn
     hdr = _HDR_TCP.pack(
         0x45,
-        0,
+        tos,
         total,
         ident,
         _DF,
         ttl,
         PROTO_TCP,
-        _ip_csum(total, ident, ttl << 8 | PROTO_TCP, addr_sum),
+        _ip_csum(total, ident, ttl << 8 | PROTO_TCP, addr_sum, tos),
         src,
         dst,
         seg.src_port,

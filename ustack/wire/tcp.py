@@ -51,6 +51,9 @@ class TcpSegment:
     sack_blocks: tuple[tuple[int, int], ...] = ()
     timestamp: tuple[int, int] | None = None  # (TSval, TSecr)
     urg_ptr: int = 0
+    # The IP header's ECN field (RFC 3168 5): the codepoint it arrived with,
+    # or the one to send it with (ustack.tcp.ecn: NOT_ECT, ECT_0, CE).
+    ecn: int = 0
 
     @property
     def seg_len(self) -> int:
