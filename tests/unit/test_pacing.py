@@ -21,22 +21,27 @@ def test_pacer_spacing_and_burst_size() -> None:
     pacer = Pacer()
     pacer.rate = 10e6  # 10 MB/s: ~1 ms is 9765 B -> 6 segments per burst
     pacer.segments = 10
-    assert pacer.burst(MSS) == 6 * MSS
     pacer.next_send = 1.0
+    assert pacer.budget(1.0, MSS) == 6 * MSS
     pacer.on_sent(6 * MSS, 6, now=1.0)
     assert pacer.next_send == pytest.approx(1.0 + 6 * MSS / 10e6)
+    assert pacer.budget(1.0, MSS) == 6 * MSS  # due within the timer slack
+    assert pacer.budget(pacer.next_send - 0.0015, MSS) == 0  # too early
     pacer.rate = 100_000.0  # below 1.2 Mbit/s: one segment at a time
-    assert pacer.burst(MSS) == MSS
+    assert pacer.budget(2.0, MSS) == MSS  # 2 ms of credit is under a segment
 
 
-def test_late_burst_gets_half_its_gap_forgiven() -> None:
+def test_late_wake_up_catches_up_but_idle_earns_no_credit() -> None:
     pacer = Pacer()
-    pacer.rate, pacer.segments = 1000.0, 10
+    pacer.rate, pacer.segments = 1_000_000.0, 10
     pacer.next_send = 1.0
-    pacer.on_sent(100, 1, now=1.03)  # 30 ms late; gap 100 ms -> 70 ms
-    assert pacer.next_send == pytest.approx(1.03 + 0.07)
-    pacer.on_sent(100, 1, now=5.0)  # long idle: at most half is forgiven
-    assert pacer.next_send == pytest.approx(5.05)
+    # 1.5 ms late: one burst (2 segments) plus the 1500 B it overslept.
+    assert pacer.budget(1.0015, 1000) == 2000 + 1000
+    pacer.on_sent(3000, 3, now=1.0015)
+    assert pacer.next_send == pytest.approx(1.003)  # still on the schedule
+    pacer.on_sent(1000, 1, now=5.0)  # after idling: at most 2 ms of credit
+    assert pacer.next_send == pytest.approx(5.0 - 0.002 + 0.001)
+    assert pacer.budget(5.0002, 1000) == 2000 + 1000
 
 
 def test_setting_decides_who_paces() -> None:

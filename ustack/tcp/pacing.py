@@ -18,6 +18,14 @@ GSO_MAX = 65536
 MIN_BURST_RATE = 1_200_000 / 8  # bbr_min_tso_rate / tcp_tso_autosize floor
 # Linux starts pacing after the first 10 segments (tp->data_segs_out >= 10).
 UNPACED_SEGMENTS = 10
+# The event loop's timers have millisecond granularity (epoll), far coarser
+# than the kernel's hrtimers: like fq's timer_slack, a burst due within that
+# much may go now, and a late wake-up may catch up on the time it overslept
+# (up to MAX_CREDIT), so the average rate is the pacing rate and the bursts
+# stay within ~3 ms of data (Linux forgives OS jitter the same way in
+# tcp_update_skb_after_send, by at most half a gap).
+TIMER_SLACK = 0.001
+MAX_CREDIT = 0.002
 
 
 class Pacer:
@@ -25,25 +33,32 @@ class Pacer:
 
     def __init__(self) -> None:
         self.rate = 0.0  # bytes/s; 0 = not known yet, send unpaced
-        self.next_send = 0.0  # earliest time of the next burst
+        self.next_send = 0.0  # when the next burst is due
         self.deadline: float | None = None  # armed when a burst had to wait
         self.segments = 0  # segments sent so far (the first ten go unpaced)
 
-    def burst(self, mss: int) -> int:
-        """Bytes that may go out back to back now (tcp_tso_autosize), plus
-        what is left of the first ten segments, which go unpaced."""
+    def budget(self, now: float, mss: int) -> int:
+        """Bytes that may go out back to back now (0: wait until next_send):
+        ~1 ms of the rate (tcp_tso_autosize: at least two segments above
+        1.2 Mbit/s), what a late wake-up overslept, and what is left of the
+        first ten segments, which go unpaced."""
         rate = self.rate
         if rate <= 0:
             return GSO_MAX
+        unpaced = max(0, UNPACED_SEGMENTS - self.segments) * mss
+        late = now - self.next_send
+        if late < -TIMER_SLACK and not unpaced:
+            return 0
         segs = min(int(rate * BURST_TIME), GSO_MAX) // mss
-        segs = max(segs, 1 if rate < MIN_BURST_RATE else 2)
-        return (segs + max(0, UNPACED_SEGMENTS - self.segments)) * mss
+        burst = max(segs, 1 if rate < MIN_BURST_RATE else 2) * mss
+        if late > 0:
+            burst += int(min(late, MAX_CREDIT) * rate) // mss * mss
+        return burst + unpaced
 
     def on_sent(self, n: int, segments: int, now: float) -> None:
         """A burst of `n` bytes left (tcp_update_skb_after_send): the next
-        one waits n / rate. When this burst was late (timer jitter), up to
-        half its spacing is forgiven, as Linux does for OS jitter, so a late
-        wake-up does not lower the average rate."""
+        one is due n / rate later, on the schedule unless that fell more
+        than MAX_CREDIT behind (an idle or cwnd-limited spell earns none)."""
         before = self.segments
         self.segments = before + segments
         rate = self.rate
@@ -52,10 +67,5 @@ class Pacer:
             return
         if paced < segments:
             n = n * paced // segments  # the unpaced first ten cost no time
-        prior = self.next_send
-        start = now if now > prior else prior
-        gap = n / rate
-        late = start - prior
-        if late > 0:
-            gap -= min(gap / 2, late)
-        self.next_send = start + gap
+        start = max(self.next_send, now - MAX_CREDIT)
+        self.next_send = start + n / rate

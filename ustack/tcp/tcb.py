@@ -1336,11 +1336,10 @@ class Tcb:
     def _pacing_budget(self, pacer: Pacer, now: float) -> int:
         """Bytes pacing lets out now: 0 before the next send time (and the
         pacing deadline is armed for it when something waits to go)."""
-        if now >= pacer.next_send:
-            return pacer.burst(self.mss)
-        if self.rec.queue.pending or self._unsent() > 0:
+        budget = pacer.budget(now, self.mss)
+        if not budget and (self.rec.queue.pending or self._unsent() > 0):
             pacer.deadline = pacer.next_send
-        return 0
+        return budget
 
     def _after_paced_burst(
         self, pacer: Pacer, paced: int, budget: int, now: float
