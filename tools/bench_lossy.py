@@ -466,7 +466,7 @@ def medians(samples: Sequence[Sample], path: str, sender: str) -> dict[str, Any]
         "rtt_ms": _median([s.rtt_ms for s in ok if s.rtt_ms is not None]),
         "rtt_p90_ms": _median([s.rtt_p90_ms for s in ok if s.rtt_p90_ms is not None]),
         "rtt_min_ms": _median([s.rtt_min_ms for s in ok if s.rtt_min_ms is not None]),
-        "rtos": [s.rtos for s in ok],
+        "rtos": [s.rtos for s in ok if s.rtos is not None],
         "retrans": _median([s.retrans for s in ok if s.retrans is not None]),
     }
 
