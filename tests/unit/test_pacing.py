@@ -28,7 +28,7 @@ def test_pacer_spacing_and_burst_size() -> None:
     assert pacer.budget(1.0, MSS) == 6 * MSS  # due within the timer slack
     assert pacer.budget(pacer.next_send - 0.0015, MSS) == 0  # too early
     pacer.rate = 100_000.0  # below 1.2 Mbit/s: one segment at a time
-    assert pacer.budget(2.0, MSS) == MSS  # 2 ms of credit is under a segment
+    assert pacer.budget(2.0, MSS) == 0 * MSS + MSS  # 10 ms credit: under a segment
 
 
 def test_late_wake_up_catches_up_but_idle_earns_no_credit() -> None:
@@ -39,9 +39,9 @@ def test_late_wake_up_catches_up_but_idle_earns_no_credit() -> None:
     assert pacer.budget(1.0015, 1000) == 2000 + 1000
     pacer.on_sent(3000, 3, now=1.0015)
     assert pacer.next_send == pytest.approx(1.003)  # still on the schedule
-    pacer.on_sent(1000, 1, now=5.0)  # after idling: at most 2 ms of credit
-    assert pacer.next_send == pytest.approx(5.0 - 0.002 + 0.001)
-    assert pacer.budget(5.0002, 1000) == 2000 + 1000
+    pacer.on_sent(1000, 1, now=5.0)  # after idling: at most 10 ms of credit
+    assert pacer.next_send == pytest.approx(5.0 - 0.01 + 0.001)
+    assert pacer.budget(5.0002, 1000) == 2000 + 9000
 
 
 def test_setting_decides_who_paces() -> None:

@@ -19,13 +19,15 @@ MIN_BURST_RATE = 1_200_000 / 8  # bbr_min_tso_rate / tcp_tso_autosize floor
 # Linux starts pacing after the first 10 segments (tp->data_segs_out >= 10).
 UNPACED_SEGMENTS = 10
 # The event loop's timers have millisecond granularity (epoll), far coarser
-# than the kernel's hrtimers: like fq's timer_slack, a burst due within that
-# much may go now, and a late wake-up may catch up on the time it overslept
-# (up to MAX_CREDIT), so the average rate is the pacing rate and the bursts
-# stay within ~3 ms of data (Linux forgives OS jitter the same way in
-# tcp_update_skb_after_send, by at most half a gap).
+# than the kernel's hrtimers, and on a busy machine a wake-up can be several
+# ms late: like fq's timer_slack, a burst due within TIMER_SLACK may go now,
+# and a late wake-up may catch up on the time it overslept (up to
+# MAX_CREDIT), so the average rate stays the pacing rate. (Linux forgives OS
+# jitter the same way in tcp_update_skb_after_send, by at most half a gap.)
+# Without the catch-up, time lost to late wake-ups lowers the rate BBR
+# measures, which lowers the pacing rate: a downward spiral under load.
 TIMER_SLACK = 0.001
-MAX_CREDIT = 0.002
+MAX_CREDIT = 0.01
 
 
 class Pacer:
