@@ -5,7 +5,8 @@ Both send over the same impaired path, side by side in one process.
 
     sudo .venv/bin/python tools/bench.py lossy [--quick] [--seeds 3] [--mb 5]
         [--paths loss1,mixed,lfp,bottleneck] [--path NAME=SPEC ...]
-        [--senders ustack,reno,cubic,bbr] [--ustack-args '--set congestion=reno']
+        [--senders ustack,ustack-bbr,reno,cubic,bbr,ustack-bbr-x2]
+        [--ustack-args '--set congestion=reno']
         [--timeout 180] [--json FILE] [--markdown FILE]
 
 For every (path, seed, sender) a fresh network namespace gets
@@ -24,6 +25,12 @@ N MB transfer runs through the impaired link:
   TCP_INFO (tcpi_rtt) sampled while sending; RTOs and retransmissions from
   the namespace's TcpExt TCPTimeouts and Tcp RetransSegs.
 
+- ustack-bbr: as ustack, with `--set congestion=bbr` (BBR v1, paced).
+- ustack-bbr-x2 (bottleneck path only): two GETs from ustack BBR at once,
+  sharing the one impaired link; each one's goodput is its share.
+
+RTT: the median, 90th percentile and minimum of the samples; on the
+bottleneck path (20 ms each way) the minimum is about the path's 40 ms.
 The time is from connect() to the last byte of the answer. The senders'
 order rotates with the seed; the namespace is deleted after every transfer,
 and every transfer is bounded by --timeout. Tables: median seconds per
@@ -43,6 +50,7 @@ import shlex
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -60,10 +68,13 @@ PATHS: dict[str, str] = {
     "loss1": "loss=1%,delay=10ms",
     "mixed": "loss=5%,dup=2%,reorder=5%,delay=5ms",
     "lfp": "loss=0.1%,delay=50ms",
-    "bottleneck": "rate=20mbit,queue=200,delay=20ms",
+    "bottleneck": "rate=20mbit,queue=500,delay=20ms",
 }
+SHARED_PATH = "bottleneck"  # where two flows share the link
 LINUX_CC = ("reno", "cubic", "bbr")
-SENDERS = ("ustack", *LINUX_CC)
+USTACK_SENDERS = ("ustack", "ustack-bbr", "ustack-bbr-x2")
+SENDERS = ("ustack", "ustack-bbr", *LINUX_CC, "ustack-bbr-x2")
+BBR_ARGS = ("--set", "congestion=bbr")
 BASE_USTACK_ARGS = ("--no-offload", "--services", "http")
 RTT_POLL = 0.2  # seconds between RTT samples
 COMMAND = "sudo .venv/bin/python tools/bench.py lossy"
@@ -241,6 +252,9 @@ class Sample:
     sender: str  # "ustack" or a Linux congestion control
     seconds: float | None = None
     rtt_ms: float | None = None  # median of the RTT samples during the run
+    rtt_p90_ms: float | None = None
+    rtt_min_ms: float | None = None
+    shares: list[float] = field(default_factory=list)  # Mbit/s per flow (x2)
     rtos: int | None = None
     retrans: int | None = None
     error: str = ""
@@ -310,6 +324,15 @@ def _median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _rtt_stats(sample: Sample, rtts: Sequence[float]) -> None:
+    if not rtts:
+        return
+    ordered = sorted(rtts)
+    sample.rtt_ms = statistics.median(ordered)
+    sample.rtt_p90_ms = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    sample.rtt_min_ms = ordered[0]
+
+
 def run_one(path: str, spec: str, seed: int, sender: str, p: Params) -> Sample:
     from netns import create_netns, start_ustack
 
@@ -323,12 +346,30 @@ def run_one(path: str, spec: str, seed: int, sender: str, p: Params) -> Sample:
             "--impair",
             f"{spec},seed={seed}",
             *p.ustack_args,
+            *(BBR_ARGS if sender.startswith("ustack-bbr") else ()),
             log_dir="/tmp",
         )
         control = f"/run/ustack/ustack0@{ns.name}.sock"
         client = [sys.executable, str(Path(__file__).resolve()), "client"]
         limit = p.timeout + 30
-        if sender == "ustack":
+        if sender == "ustack-bbr-x2":
+            get = (*client, "get", str(p.nbytes), "--timeout", str(p.timeout))
+            with RttPoller(control) as poller:
+                pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+                procs = [ns.popen(*get, **pipes) for _ in range(2)]
+                outs = [pr.communicate(timeout=limit) for pr in procs]
+            rtts = poller.samples
+            secs = []
+            for pr, (out, err) in zip(procs, outs, strict=True):
+                if pr.returncode != 0:
+                    lines = err.decode(errors="replace").strip().splitlines()
+                    raise RuntimeError(lines[-1] if lines else "a flow failed")
+                secs.append(float(json.loads(out.decode().splitlines()[-1])["seconds"]))
+            sample.shares = [p.nbytes * 8 / t / 1e6 for t in secs]
+            sample.seconds = max(secs)
+            _rtt_stats(sample, rtts)
+            return sample
+        if sender in USTACK_SENDERS:
             with RttPoller(control) as poller:
                 proc = ns.run(
                     *client,
@@ -364,7 +405,7 @@ def run_one(path: str, spec: str, seed: int, sender: str, p: Params) -> Sample:
             raise RuntimeError(lines[-1] if lines else f"exit {proc.returncode}")
         result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
         sample.seconds = float(result["seconds"])
-        sample.rtt_ms = _median(result.get("rtt_ms", rtts))
+        _rtt_stats(sample, result.get("rtt_ms", rtts))
         if stack.proc.poll() is not None:
             raise RuntimeError("ustack up died during the transfer")
     except Exception as exc:
@@ -384,6 +425,8 @@ def run_all(p: Params) -> list[Sample]:
         for seed in range(1, p.seeds + 1):
             k = (seed - 1) % len(p.senders)
             for sender in p.senders[k:] + p.senders[:k]:
+                if sender == "ustack-bbr-x2" and path != SHARED_PATH:
+                    continue
                 s = run_one(path, spec, seed, sender, p)
                 shown = (
                     f"{s.seconds:.2f} s, rtt {fmt(s.rtt_ms)} ms, {s.rtos} RTOs, "
@@ -405,6 +448,10 @@ def fmt(v: float | None, digits: int = 2) -> str:
 
 
 def label(sender: str) -> str:
+    if sender == "ustack-bbr-x2":
+        return "2 x ustack bbr"
+    if sender == "ustack-bbr":
+        return "ustack bbr"
     return "ustack" if sender == "ustack" else f"Linux {sender}"
 
 
@@ -417,7 +464,9 @@ def medians(samples: Sequence[Sample], path: str, sender: str) -> dict[str, Any]
         "failed": len(mine) - len(ok),
         "runs": len(mine),
         "rtt_ms": _median([s.rtt_ms for s in ok if s.rtt_ms is not None]),
-        "rtos": [s.rtos for s in ok],
+        "rtt_p90_ms": _median([s.rtt_p90_ms for s in ok if s.rtt_p90_ms is not None]),
+        "rtt_min_ms": _median([s.rtt_min_ms for s in ok if s.rtt_min_ms is not None]),
+        "rtos": [s.rtos for s in ok if s.rtos is not None],
         "retrans": _median([s.retrans for s in ok if s.retrans is not None]),
     }
 
@@ -428,18 +477,22 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def summary_table(samples: Sequence[Sample], p: Params) -> list[list[str]]:
     """One row per path: median seconds per sender and ustack's ratios."""
-    header = ["path", *(label(s) for s in p.senders)]
+    senders = [s for s in p.senders if s != "ustack-bbr-x2"]
+    header = ["path", *(label(s) for s in senders)]
     has_u = "ustack" in p.senders
+    has_bbr = "ustack-bbr" in p.senders and "bbr" in p.senders
     for base in ("cubic", "reno"):
         if has_u and base in p.senders:
             header.append(f"ustack/{base}")
+    if has_bbr:
+        header.append("ustack bbr/bbr")
     if has_u:
         header.append("ustack RTOs per run")
     rows = [header]
     for path, spec in p.paths.items():
         m = {s: medians(samples, path, s) for s in p.senders}
         row = [f"{path}: {spec}"]
-        for s in p.senders:
+        for s in senders:
             cell = fmt(m[s]["seconds"]) + " s" if m[s]["seconds"] is not None else "-"
             if m[s]["failed"]:
                 cell += f" ({m[s]['failed']}/{m[s]['runs']} failed)"
@@ -448,6 +501,9 @@ def summary_table(samples: Sequence[Sample], p: Params) -> list[list[str]]:
             if has_u and base in p.senders:
                 r = ratio(m["ustack"]["seconds"], m[base]["seconds"])
                 row.append(f"{r:.2f}x" if r is not None else "-")
+        if has_bbr:
+            r = ratio(m["ustack-bbr"]["seconds"], m["bbr"]["seconds"])
+            row.append(f"{r:.2f}x" if r is not None else "-")
         if has_u:
             row.append(" / ".join(str(x) for x in m["ustack"]["rtos"]) or "-")
         rows.append(row)
@@ -462,16 +518,22 @@ def detail_table(samples: Sequence[Sample], p: Params) -> list[list[str]]:
             "sender",
             "median s",
             "goodput Mbit/s",
-            "RTT ms",
+            "RTT ms (median)",
+            "RTT p90",
+            "RTT min",
             "RTOs per run",
             "retrans (median)",
         ]
     ]
     for path in p.paths:
         for s in p.senders:
+            if s == "ustack-bbr-x2" and path != SHARED_PATH:
+                continue
             m = medians(samples, path, s)
             secs = m["seconds"]
             goodput = p.nbytes * 8 / secs / 1e6 if secs else None
+            if s == "ustack-bbr-x2" and goodput is not None:
+                goodput *= 2  # both flows' bytes over the slower one's time
             rows.append(
                 [
                     path,
@@ -479,10 +541,22 @@ def detail_table(samples: Sequence[Sample], p: Params) -> list[list[str]]:
                     fmt(secs),
                     fmt(goodput, 1),
                     fmt(m["rtt_ms"], 1),
+                    fmt(m["rtt_p90_ms"], 1),
+                    fmt(m["rtt_min_ms"], 1),
                     " / ".join(str(x) for x in m["rtos"]) or "-",
                     fmt(m["retrans"], 0),
                 ]
             )
+    return rows
+
+
+def share_table(samples: Sequence[Sample]) -> list[list[str]]:
+    """Two ustack BBR flows on one bottleneck: each one's goodput per run."""
+    rows = [["seed", "flow 1 Mbit/s", "flow 2 Mbit/s", "smaller/larger"]]
+    for s in samples:
+        if s.sender == "ustack-bbr-x2" and len(s.shares) == 2:
+            a, b = s.shares
+            rows.append([str(s.seed), fmt(a, 1), fmt(b, 1), fmt(min(a, b) / max(a, b))])
     return rows
 
 
@@ -588,9 +662,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples = run_all(p)
     elapsed = time.monotonic() - t0
     summary, detail = summary_table(samples, p), detail_table(samples, p)
+    shares = share_table(samples)
     print(plain(summary))
     print()
     print(plain(detail))
+    if len(shares) > 1:
+        print()
+        print(plain(shares))
     footer = (
         f"({started}, {p.mb:g} MB, median of {p.seeds} seed(s), ustack up "
         f"{' '.join((*BASE_USTACK_ARGS, *p.ustack_args))}; {elapsed:.0f} s; load "
@@ -599,7 +677,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(footer)
     if a.markdown:
         a.markdown.write_text(
-            markdown(summary) + "\n\n" + markdown(detail) + "\n\n" + footer + "\n"
+            markdown(summary)
+            + "\n\n"
+            + markdown(detail)
+            + ("\n\n" + markdown(shares) if len(shares) > 1 else "")
+            + "\n\n"
+            + footer
+            + "\n"
         )
     if a.json:
         a.json.write_text(
@@ -610,6 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "samples": [asdict(s) for s in samples],
                     "summary": summary,
                     "detail": detail,
+                    "shares": shares,
                 },
                 indent=1,
             )

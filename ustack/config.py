@@ -124,6 +124,11 @@ class Settings:
     slow_start_after_idle: bool = True
     """net.ipv4.tcp_slow_start_after_idle: shrink a stale cwnd after more
     than an RTO without sending (RFC 5681 4.1, RFC 2861)."""
+    pacing: str = "auto"
+    """Pacing of the sender (Linux internal TCP pacing): "auto" paces when the
+    congestion control asks for it (bbr), "on" paces every controller at
+    200% of cwnd/srtt in slow start and 120% after (tcp_pacing_ss_ratio,
+    tcp_pacing_ca_ratio), "off" never paces."""
     ecn: int = 2
     """net.ipv4.tcp_ecn: Explicit Congestion Notification (RFC 3168). 2 (Linux's
     default): accept it when a peer's SYN asks; 1: also ask for it on active
@@ -157,6 +162,8 @@ class Settings:
             if value not in ALGORITHMS:
                 names = ", ".join(sorted(ALGORITHMS))
                 raise ValueError(f"congestion {raw!r} unknown; known: {names}")
+        if name == "pacing" and value not in ("auto", "on", "off"):
+            raise ValueError(f"pacing {raw!r} unknown; known: auto, off, on")
         setattr(self, name, value)
 
     def as_dict(self) -> dict[str, object]:

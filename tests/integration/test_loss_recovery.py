@@ -32,7 +32,7 @@ def stats(stack: UstackProcess) -> dict[str, int]:
     return counters
 
 
-@pytest.mark.parametrize("congestion", ["cubic", "reno"])
+@pytest.mark.parametrize("congestion", ["cubic", "reno", "bbr"])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_download_under_loss_needs_few_rtos(
     seed: int, congestion: str, ustack_up: UstackUp, tmp_path: Path
@@ -56,3 +56,27 @@ def test_download_under_loss_needs_few_rtos(
     # About 1% of ~1400 segments each way are lost: recovery repairs them.
     assert counters.get("TCPSackRecovery", 0) >= 1
     assert counters.get("TCPTimeouts", 0) <= 3, counters
+
+
+@pytest.mark.parametrize("offload", [False, True])
+def test_bbr_download_on_the_mixed_path_is_intact(
+    offload: bool, ustack_up: UstackUp, tmp_path: Path
+) -> None:
+    """BBR paces (with offload, ~1 ms super-segments) through loss,
+    duplication and reordering; curl gets every byte in order."""
+    stack = ustack_up(
+        *(() if offload else ("--no-offload",)),
+        "--services",
+        "http",
+        "--set",
+        "congestion=bbr",
+        "--impair",
+        "loss=5%,dup=2%,reorder=5%,delay=5ms,seed=3",
+    )
+    down = tmp_path / "down.bin"
+    stack.run(
+        "curl", "-sS", "--fail", "--max-time", "120", "-o", str(down),
+        f"http://10.203.0.2/bytes/{SIZE}", timeout=150,
+    )
+    assert down.read_bytes() == pattern(SIZE)
+    assert stats(stack).get("TCPSackRecovery", 0) >= 1

@@ -125,6 +125,22 @@ def connection_row(tcb: Tcb, now: float) -> dict[str, Any]:
         # Like ss -i: "ecn" once negotiated, "ecnseen" once ECT/CE arrived.
         "ecn": bool(tcb.ecn_flags & ECN_OK),
         "ecnseen": bool(tcb.ecn_flags & ECN_SEEN),
+        **_rate_fields(tcb),
+    }
+
+
+def _rate_fields(tcb: Tcb) -> dict[str, Any]:
+    """ss -i's pacing_rate, delivery_rate, app_limited and bbr:(...), in
+    bytes/s and seconds (None where the connection has no such state)."""
+    pacer = tcb.pacer
+    cc = tcb.cc_if_made  # an idle connection's controller is not made for ss
+    sampler = cc.sampler if cc is not None else None
+    info = cc.describe() if cc is not None and cc.name == "bbr" else None
+    return {
+        "pacing_rate": round(pacer.rate) if pacer is not None and pacer.rate else None,
+        "delivery_rate": round(sampler.delivery_rate) if sampler is not None else None,
+        "app_limited": bool(sampler.app_limited) if sampler is not None else None,
+        "bbr": info,
     }
 
 
@@ -275,6 +291,15 @@ def timer_text(row: Mapping[str, Any]) -> str:
     return f"timer:({row['timer']},{row['timer_left']:.3f}sec,{row['retrans']})"
 
 
+def _bps(rate: float) -> str:
+    """Bytes/s as ss prints rates: bits per second with a k/M/G suffix."""
+    bits = rate * 8
+    for unit, scale in (("Gbps", 1e9), ("Mbps", 1e6), ("Kbps", 1e3)):
+        if bits >= scale:
+            return f"{bits / scale:.1f}{unit}"
+    return f"{bits:.0f}bps"
+
+
 def info_text(row: Mapping[str, Any]) -> str:
     """The `ss -i` part: rto, rtt, cwnd, retrans (and orphan)."""
     if row.get("proto") == "udp":
@@ -297,6 +322,19 @@ def info_text(row: Mapping[str, Any]) -> str:
         parts.append(f"ssthresh:{row['ssthresh'] // mss}")
     if row.get("ca_state") not in (None, "open"):
         parts.append(f"ca_state:{row['ca_state']}")
+    bbr = row.get("bbr")
+    if bbr:
+        mrtt = bbr.get("mrtt")
+        parts.append(
+            f"bbr:(bw:{_bps(bbr['bw'])},mrtt:{mrtt * 1000 if mrtt else 0:.3f},"
+            f"pacing_gain:{bbr['pacing_gain']:g},cwnd_gain:{bbr['cwnd_gain']:g})"
+        )
+    if row.get("pacing_rate"):
+        parts.append(f"pacing_rate {_bps(row['pacing_rate'])}")
+    if row.get("delivery_rate"):
+        parts.append(f"delivery_rate {_bps(row['delivery_rate'])}")
+    if row.get("app_limited"):
+        parts.append("app_limited")
     parts.append(f"retrans:{row['retrans']}")
     if row.get("orphan"):
         parts.append("orphan")

@@ -147,6 +147,9 @@ class LossRecovery:
     def on_retransmit(self, rec: Sent, now: float, tsval: int) -> None:
         size = rec.end - rec.start
         self.queue.on_retransmit(rec, now)
+        sampler = self.cc.sampler
+        if sampler is not None:
+            sampler.on_send(rec, now, False)
         if self.retrans_stamp is None:
             self.retrans_stamp = tsval
         if self.undo_marker:
@@ -158,12 +161,26 @@ class LossRecovery:
         elif self.state is CaState.LOSS:
             self.counters["TCPSlowStartRetrans"] += 1
 
-    def on_new_data(self, n: int) -> None:
+    def on_new_data(self, n: int, rec: Sent, now: float) -> None:
         prr = self.prr  # None in CWR when the controller ignores ECE (BBR)
         if prr is not None and (
             self.state is CaState.RECOVERY or self.state is CaState.CWR
         ):
             prr.on_sent(n)
+        sampler = self.cc.sampler
+        if sampler is not None:
+            # Nothing was in flight before this one: the clocks restart.
+            sampler.on_send(rec, now, len(self.queue.recs) == 1)
+
+    def check_app_limited(self, unsent: int) -> None:
+        """After an output pass (Linux tcp_rate_check_app_limited): less than
+        a segment left to send, cwnd not the limit, no repair pending."""
+        sampler = self.cc.sampler
+        if sampler is None:
+            return
+        flight = self.in_flight()
+        if unsent < self.cc.mss and flight < self.cc.cwnd and not self.queue.pending:
+            sampler.mark_app_limited(flight)
 
     # ------------------------------------------------------------- ACKs
 
@@ -186,6 +203,10 @@ class LossRecovery:
         acknowledged, if Karn's rule allows one."""
         q = self.queue
         cc = self.cc
+        sampler = cc.sampler
+        if sampler is not None:
+            sampler.begin(self.in_flight())
+            prior_lost = q.lost_total
         dsack_segs = self._dsack_segs(dsack) if dsack is not None else 0
         prior_fack = q.fack
         prior_flight = q.nxt - q.una
@@ -204,6 +225,8 @@ class LossRecovery:
         high = self.high_seq
         for i, rec in enumerate(delivered):
             rack.update(rec, now, prior_fack)
+            if sampler is not None:
+                sampler.on_delivered(rec)
             if not rec.ever_retrans:
                 # F-RTO looks at originals sent before the RTO (Linux
                 # FLAG_ORIG_SACK_ACKED), not at new data sent after it.
@@ -274,6 +297,14 @@ class LossRecovery:
         elif ece and self.state is CaState.OPEN:
             self._enter_cwr(now, prior_flight)
         # Congestion window.
+        if sampler is not None:
+            rs = sampler.finish(
+                delivered_bytes, q.lost_total - prior_lost, now, rack.min_rtt
+            )
+            if cc.model_based:
+                # Linux cong_control: the model sets cwnd, PRR does not.
+                cc.on_sample(rs, now, self.in_flight(), self.state)
+                return rtt
         if self.state is CaState.RECOVERY or (
             self.state is CaState.CWR and self._ecn_reduces()
         ):
@@ -333,7 +364,7 @@ class LossRecovery:
         prior_flight = self.queue.nxt - self.queue.una
         if self._detect_loss(now, srtt) and self.state <= CaState.CWR:
             self._enter_recovery(now, prior_flight)
-        if self.state is CaState.RECOVERY:
+        if self.state is CaState.RECOVERY and not self.cc.model_based:
             assert self.prr is not None
             self.cc.cwnd = self.prr.cwnd(0, self.in_flight(), self.cc.mss)
 
@@ -362,7 +393,7 @@ class LossRecovery:
     def _ecn_reduces(self) -> bool:
         """Whether the controller cuts its window on ECE (CUBIC and Reno do;
         BBR v1 does not, as Linux's tcp_bbr.c: its model owns cwnd)."""
-        return bool(getattr(self.cc, "reacts_to_ecn", True))
+        return self.cc.reacts_to_ecn
 
     def _enter_cwr(self, now: float, prior_flight: int) -> None:
         """ECN-Echo in OPEN (RFC 3168 6.1.2; Linux tcp_enter_cwr ->
@@ -529,10 +560,12 @@ class LossRecovery:
             # without an RTO. Reduce the window once (Linux enters CWR).
             self.tlp_high = None
             cc = self.cc
+            self.counters["TCPLossProbeRecovery"] += 1
+            if cc.model_based:
+                return  # cong_control owns cwnd: no CWR reduction (tcp_bbr.c)
             cc.remember_for_undo()
             cc.ssthresh = cc.ssthresh_after_loss(now)
             cc.cwnd = max(cc.ssthresh, cc.mss)
-            self.counters["TCPLossProbeRecovery"] += 1
         elif not (acked or sacked or is_dupack):
             self.tlp_high = None
 

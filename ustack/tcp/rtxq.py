@@ -30,6 +30,7 @@ class Sent:
         "retrans",
         "ever_retrans",
         "fin",
+        "snap",
     )
 
     def __init__(self, start: int, end: int, xmit: float, fin: bool = False) -> None:
@@ -41,6 +42,9 @@ class Sent:
         self.retrans = False  # a retransmission of it is in flight
         self.ever_retrans = False  # Karn: no RTT sample, RACK care
         self.fin = fin  # its last sequence number is our FIN
+        # Delivery-rate snapshot at the latest transmission (rate.py):
+        # (delivered, delivered_time, first_sent_time, app_limited).
+        self.snap: tuple[int, float, float, bool] | None = None
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         marks = "".join(
@@ -61,6 +65,7 @@ class Sent:
         right = Sent(at, self.end, self.xmit, self.fin)
         right.sacked, right.lost = self.sacked, self.lost
         right.retrans, right.ever_retrans = self.retrans, self.ever_retrans
+        right.snap = self.snap
         self.end = at
         self.fin = False
         return right
@@ -80,6 +85,7 @@ class RetransmitQueue:
         "retrans_out",
         "pending",
         "fack",
+        "lost_total",
     )
 
     def __init__(self, una: int = 0) -> None:
@@ -91,6 +97,7 @@ class RetransmitQueue:
         self.retrans_out = 0  # bytes of retransmissions in flight
         self.pending = 0  # bytes marked lost and not yet retransmitted
         self.fack = una  # highest offset acknowledged or SACKed
+        self.lost_total = 0  # bytes ever marked lost (Linux tp->lost)
 
     def __bool__(self) -> bool:
         return bool(self.recs)
@@ -197,11 +204,13 @@ class RetransmitQueue:
             if not rec.lost:
                 rec.lost = True
                 self.lost += size
+            self.lost_total += size
             return True
         if rec.lost:
             return False
         rec.lost = True
         self.lost += size
+        self.lost_total += size
         self.pending += size
         return True
 

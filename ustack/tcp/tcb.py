@@ -22,6 +22,7 @@ from ustack.errors import os_error
 from ustack.tcp import cc as congestion
 from ustack.tcp import ecn
 from ustack.tcp.cc.base import INITIAL_SSTHRESH
+from ustack.tcp.pacing import Pacer
 from ustack.tcp.ratelimit import RateLimiter
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.recovery import CaState, LossRecovery
@@ -161,6 +162,7 @@ class Tcb:
         "_ooo",  # Reassembly: when out-of-order data arrives; dropped when empty
         "_challenge_limiter",  # RateLimiter: at the first challenge ACK
         "ecn_flags",  # RFC 3168 state: ustack.tcp.ecn's bits (a small int)
+        "pacer",  # Pacer: made at the start when the sender paces (BBR)
     )
 
     def __init__(
@@ -268,6 +270,8 @@ class Tcb:
         self.last_oow_ack = _NEVER  # when we last ACKed an invalid segment
         self.owner: Any = None  # the stack's bookkeeping (listener, waiters)
         self.ecn_flags = 0  # RFC 3168 state: ustack.tcp.ecn's bits
+        self.pacer: Pacer | None = None  # pacing state, when the sender paces
+        self._init_pacing(self.settings.congestion)
 
     # ------------------------------------------------------------------
     # Opening (RFC 9293 3.10.1 OPEN; 3.10.7.2 LISTEN state)
@@ -376,6 +380,21 @@ class Tcb:
         self._cc = new
         if self._rec is not None:
             self._rec.cc = new
+        self._init_pacing(name)
+
+    def _init_pacing(self, algorithm: str) -> None:
+        """`pacing` setting: "auto" paces for controllers that ask for it
+        (BBR: Linux's SK_PACING_NEEDED), "on" for every one, "off" never.
+        Decided from the algorithm's class, so the controller itself can
+        still be made on first use."""
+        mode = self.settings.pacing
+        wanted = mode == "on" or (
+            mode == "auto" and congestion.ALGORITHMS[algorithm].model_based
+        )
+        if not wanted:
+            self.pacer = None
+        elif self.pacer is None:
+            self.pacer = Pacer()
 
     # ------------------------------------------------------------------
     # Side objects made on first use (see __slots__)
@@ -425,6 +444,12 @@ class Tcb:
                 self.settings.challenge_ack_limit
             )
         return limiter
+
+    @property
+    def cc_if_made(self) -> congestion.CongestionControl | None:
+        """The congestion controller if it exists yet (observers use this,
+        so that looking at an idle connection does not grow it)."""
+        return self._cc
 
     @property
     def congestion_name(self) -> str:
@@ -1054,6 +1079,9 @@ class Tcb:
             self._ecn_after_reduction(prior_state)
         if advanced:
             self._on_ack_advance(ack)
+        pacer = self.pacer
+        if pacer is not None:
+            pacer.rate = self.cc.pacing_rate_for(self.rto.srtt, now)
         # One RTT sample per ACK (RFC 7323 Appendix G): from send times when
         # Karn's rule allows (Linux prefers them), else from the echo (RTTM).
         if rtt is None and advanced and tsecr:
@@ -1401,6 +1429,10 @@ class Tcb:
         ):
             if d is not None and (best is None or d < best):
                 best = d
+        pacer = self.pacer
+        paced = pacer.deadline if pacer is not None else None
+        if paced is not None and (best is None or paced < best):
+            best = paced
         self.deadline = best
 
     def _arm_rtx(self, now: float) -> None:
@@ -1434,13 +1466,23 @@ class Tcb:
             rec.send_new_first = rec.frto = False  # F-RTO: nothing new to send
         seg_max = self._seg_max()
         blocked = False
+        # Pacing: -1 = no limit; else the bytes this pass may send.
+        pacer = self.pacer
+        budget = -1
+        if pacer is not None:
+            pacer.deadline = None
+            budget = self._pacing_budget(pacer, now)
+        paced = 0
         while q.pending:
             if rec.in_flight() >= cwnd.cwnd:
                 blocked = True
                 break
+            if budget >= 0 and paced >= budget:
+                break
             r = rec.next_retransmission(seg_max)
             if r is None:
                 break
+            paced += r.end - r.start
             self._send_record(r, now)
             rec.on_retransmit(r, now, self._tsval())
             if r is q.recs[0] and not self.persist:
@@ -1448,9 +1490,13 @@ class Tcb:
                 # tcp_xmit_retransmit_queue): give the repair an RTT.
                 self.rtx_deadline, self.rtx_kind = now + self.rto.rto, RTX_RTO
         sent = False
-        if not blocked:
-            sent = self._send_new_data(now)
+        if not blocked and (budget < 0 or paced < budget):
+            new = self._send_new_data(now, limit=budget - paced if budget >= 0 else -1)
+            paced += new
+            sent = new > 0
             blocked = rec.in_flight() >= cwnd.cwnd
+        if pacer is not None:
+            self._after_paced_burst(pacer, paced, budget, now)
         fin_seq = self.fin_seq
         if fin_seq is not None and self.snd_max == fin_seq:
             # Our FIN alone (it rode on no data segment): one sequence number.
@@ -1460,6 +1506,8 @@ class Tcb:
             self.snd_nxt = self.snd_max = (fin_seq + 1) & MASK
             sent = True
         rec.on_send(rec.in_flight(), blocked)
+        if cwnd.sampler is not None:
+            rec.check_app_limited(self._unsent())
         if sent:
             self.last_send = now
             if self.rtx_deadline is None or self.persist or self.rtx_kind == RTX_PTO:
@@ -1482,6 +1530,27 @@ class Tcb:
         elif self.rtx_deadline is None and self.snd_una != self.snd_max:
             self._arm_probe_or_rto(now)
 
+    def _pacing_budget(self, pacer: Pacer, now: float) -> int:
+        """Bytes pacing lets out now: 0 before the next send time (and the
+        pacing deadline is armed for it when something waits to go)."""
+        budget = pacer.budget(now, self.mss)
+        if not budget and (self.rec.queue.pending or self._unsent() > 0):
+            pacer.deadline = pacer.next_send
+        return budget
+
+    def _after_paced_burst(
+        self, pacer: Pacer, paced: int, budget: int, now: float
+    ) -> None:
+        if paced:
+            pacer.on_sent(paced, -(-paced // self.mss), now)
+        if budget >= 0 and paced >= budget and budget:
+            # The burst used its allowance: come back at the next send time.
+            pacer.deadline = pacer.next_send
+
+    def _unsent(self) -> int:
+        """Bytes queued by the application and never sent."""
+        return seq_diff(self.sndbuf_seq, self.snd_max) + len(self.sndbuf)
+
     def _seg_max(self) -> int:
         """Largest segment to hand the link: one MSS, or many with offload."""
         mss = self.mss
@@ -1492,10 +1561,11 @@ class Tcb:
         room = seq_diff(self.snd_una, self.snd_max) + self.snd_wnd
         return end > 0 and room > 0
 
-    def _send_new_data(self, now: float, probe: bool = False) -> bool:
+    def _send_new_data(self, now: float, probe: bool = False, limit: int = -1) -> int:
         """Send unsent data as cwnd, the peer's window, Nagle (RFC 896) and
-        silly-window avoidance (RFC 1122 4.2.3.4) allow. A loss probe sends
-        one segment whatever cwnd says (RFC 8985 7.3)."""
+        silly-window avoidance (RFC 1122 4.2.3.4) allow, at most `limit`
+        bytes when pacing (-1: no limit); returns the bytes sent. A loss
+        probe sends one segment whatever cwnd says (RFC 8985 7.3)."""
         rec = self._rec or self.rec
         q = rec.queue
         cc = rec.cc
@@ -1506,12 +1576,14 @@ class Tcb:
         end_off = buf_off + len(sndbuf)
         fin_seq = self.fin_seq
         wnd_end = self.una_off + self.snd_wnd
-        sent = False
+        sent = 0
         while True:
             nxt = q.nxt
             unsent = end_off - nxt
             if unsent <= 0:
                 break
+            if 0 <= limit <= sent:
+                break  # pacing: the rest waits for the next send time
             if not q.recs:
                 self._restart_after_idle(now)
             flight = rec.in_flight()
@@ -1532,6 +1604,8 @@ class Tcb:
             elif n == mss and seg_max > mss:
                 # Offload: as many whole MSS as cwnd (rounded up) and the window allow.
                 n = min(unsent, usable, seg_max, -(-room // mss) * mss)
+                if limit >= 0:
+                    n = min(n, max(mss, (limit - sent) // mss * mss))
             start = nxt - buf_off
             payload = bytes(memoryview(sndbuf)[start : start + n])
             flags = ACK | PSH if start + n == len(sndbuf) else ACK
@@ -1544,10 +1618,9 @@ class Tcb:
                 nxt_seq = (nxt_seq + 1) & MASK
                 end += 1
             self._emit(flags, seq, payload)
-            q.append(nxt, end, now, fin)
-            rec.on_new_data(n)
+            rec.on_new_data(n, q.append(nxt, end, now, fin), now)
             self.snd_nxt = self.snd_max = nxt_seq
-            sent = True
+            sent += n
             if probe or fin:
                 break
         return sent

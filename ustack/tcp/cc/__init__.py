@@ -7,10 +7,12 @@ as `TCP_CONGESTION` and `--set congestion=NAME` give it.
 from __future__ import annotations
 
 from ustack.tcp.cc.base import CongestionControl
+from ustack.tcp.cc.bbr import Bbr
 from ustack.tcp.cc.cubic import Cubic
 from ustack.tcp.cc.reno import Reno
 
 ALGORITHMS: dict[str, type[CongestionControl]] = {
+    "bbr": Bbr,
     "cubic": Cubic,
     "reno": Reno,
     "newreno": Reno,  # NewReno's partial-ACK rule is in the loss recovery

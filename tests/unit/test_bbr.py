@@ -1,0 +1,179 @@
+"""BBR v1's model and state machine (Linux tcp_bbr.c), driven with synthetic
+rate samples in virtual time: each `ack` call is one ACK that ends a round."""
+
+from __future__ import annotations
+
+import pytest
+
+from ustack.tcp import cc
+from ustack.tcp.cc import bbr as bbr_mod
+from ustack.tcp.cc.bbr import DRAIN, PROBE_BW, PROBE_RTT, STARTUP, Bbr, MaxFilter
+
+MSS = 1000
+RTT = 0.1
+
+
+def ack(b: Bbr, now: float, bw: float, in_flight: int, rtt: float = RTT,
+        acked: int = 10 * MSS, ca_state: int = 0) -> None:
+    """One ACK delivering `acked` bytes with a `bw` sample; a new round."""
+    s = b.sampler
+    assert s is not None
+    rs = s.begin(in_flight)
+    rs.prior_delivered = s.delivered  # sent after the last round began
+    rs.prior_time = now - rtt
+    s.delivered += acked
+    s.delivered_time = now
+    rs.acked_sacked = acked
+    rs.delivered = int(bw * rtt)
+    rs.interval = rtt
+    rs.rtt = rtt
+    b.on_sample(rs, now, in_flight, ca_state)
+
+
+def test_registered_as_bbr() -> None:
+    b = cc.create("bbr", MSS, 10 * MSS)
+    assert isinstance(b, Bbr) and b.model_based and not b.reacts_to_ecn
+    assert b.sampler is not None
+
+
+def test_startup_exits_after_three_rounds_without_25pct_growth() -> None:
+    b = Bbr(MSS, 10 * MSS)
+    now, bw = 0.0, 100_000.0
+    for _ in range(5):  # doubling: stays in startup
+        now += RTT
+        ack(b, now, bw, in_flight=b.cwnd)
+        bw *= 2
+        assert b.mode == STARTUP and b.pacing_gain == pytest.approx(2.885)
+    plateau = bw / 2
+    for i in range(3):
+        now += RTT
+        ack(b, now, plateau * 1.2, in_flight=10 * b.bdp(plateau, 1.0))  # +20%: no
+        assert b.full_bw_reached == (i == 2)
+    assert b.mode == DRAIN
+    assert b.pacing_gain == pytest.approx(1 / 2.885)
+
+
+def test_drain_lasts_until_inflight_is_one_bdp() -> None:
+    b = Bbr(MSS, 10 * MSS)
+    now = 0.0
+    for _ in range(5):
+        now += RTT
+        ack(b, now, 1_000_000.0, in_flight=200 * MSS)
+    assert b.mode == DRAIN
+    bdp = b.inflight(b.max_bw, 1.0)
+    now += RTT
+    ack(b, now, 1_000_000.0, in_flight=bdp + MSS)
+    assert b.mode == DRAIN
+    now += RTT
+    ack(b, now, 1_000_000.0, in_flight=bdp)
+    assert b.mode == PROBE_BW
+    assert b.cycle_idx != 1  # never starts in the 0.75 phase
+    assert b.cwnd_gain == 2.0
+
+
+def to_probe_bw(b: Bbr, bw: float = 1_000_000.0) -> float:
+    now = 0.0
+    for _ in range(5):
+        now += RTT
+        ack(b, now, bw, in_flight=b.inflight(bw, 1.0))
+    assert b.mode == PROBE_BW
+    return now
+
+
+def test_probe_rtt_every_10s_for_200ms_at_4_packets() -> None:
+    b = Bbr(MSS, 10 * MSS)
+    now = to_probe_bw(b)
+    stamp = b.min_rtt_stamp
+    while now < stamp + 10.0:  # RTT samples never below the minimum
+        now += RTT
+        ack(b, now, 1_000_000.0, in_flight=b.cwnd, rtt=RTT * 1.5)
+        if now <= stamp + 10.0:
+            assert b.mode == PROBE_BW
+    assert b.mode == PROBE_RTT
+    assert b.cwnd == 4 * MSS
+    saved = b.prior_cwnd
+    assert saved >= 2 * 1_000_000 * RTT  # the window from before it
+    # The 200 ms start once inflight is down to 4 packets.
+    now += 0.01
+    ack(b, now, 1_000_000.0, in_flight=4 * MSS, rtt=RTT)
+    start = now
+    assert b.probe_rtt_done == pytest.approx(start + 0.2)
+    while now < start + 0.2:
+        assert b.mode == PROBE_RTT and b.cwnd <= 4 * MSS
+        now += 0.05
+        ack(b, now, 1_000_000.0, in_flight=4 * MSS, rtt=RTT)
+    now += 0.05
+    ack(b, now, 1_000_000.0, in_flight=4 * MSS, rtt=RTT)
+    assert b.mode == PROBE_BW  # bw was full: back to probing bandwidth
+    assert b.cwnd >= 2 * 1_000_000 * RTT  # restored (capped at the target)
+    assert b.min_rtt_stamp > start + 0.2  # the next probe is 10 s from its end
+
+
+def test_gain_cycle_is_125_075_then_six_unity_phases(monkeypatch) -> None:
+    monkeypatch.setattr(bbr_mod._rng, "randrange", lambda n: 0)  # start at phase 0
+    b = Bbr(MSS, 10 * MSS)
+    now = to_probe_bw(b)
+    gains = [b.pacing_gain]
+    bw = 1_000_000.0
+    for _ in range(8):
+        inflight = b.inflight(bw, 1.25) if b.pacing_gain > 1 else 0
+        now += RTT + 0.001  # a phase lasts min_rtt
+        ack(b, now, bw, in_flight=inflight)
+        gains.append(b.pacing_gain)
+    assert gains == [1.25, 0.75, 1, 1, 1, 1, 1, 1, 1.25]
+
+
+def test_cwnd_is_gain_times_bdp_plus_quanta() -> None:
+    b = Bbr(MSS, 10 * MSS)
+    now = to_probe_bw(b, 1_000_000.0)
+    for _ in range(30):
+        now += RTT
+        ack(b, now, 1_000_000.0, in_flight=b.cwnd)
+    bdp = 1_000_000.0 * RTT
+    assert 2 * bdp <= b.cwnd <= 2 * bdp + 3 * b.tso_goal() + 4 * MSS + b.cwnd * 0.01 \
+        + b._ack_aggregation_cwnd()
+
+
+def test_recovery_conserves_packets_then_restores_the_window() -> None:
+    b = Bbr(MSS, 10 * MSS)
+    now = to_probe_bw(b)
+    for _ in range(10):
+        now += RTT
+        ack(b, now, 1_000_000.0, in_flight=b.cwnd)
+    before = b.cwnd
+    b.ssthresh = b.ssthresh_after_loss(now)  # recovery starts: no cut
+    assert b.cwnd == before and b.prior_cwnd == before
+    now += 0.01
+    ack(b, now, 1_000_000.0, in_flight=50 * MSS, acked=2 * MSS, ca_state=3)
+    assert b.cwnd == 52 * MSS  # inflight + delivered: packet conservation
+    now += 0.01
+    ack(b, now, 1_000_000.0, in_flight=150 * MSS, acked=2 * MSS, ca_state=0)
+    assert b.cwnd >= before
+
+
+def test_policer_found_by_long_term_sampling() -> None:
+    # A token-bucket policer: a steady 500 kB/s with 30% loss, while the
+    # bursts measured 1 MB/s. After two consistent 4-round intervals BBR
+    # paces at the policed rate (lt_bw).
+    b = Bbr(MSS, 10 * MSS)
+    now = to_probe_bw(b)
+    s = b.sampler
+    assert s is not None
+    for _ in range(12):
+        now += RTT
+        ack(b, now, 1_000_000.0, in_flight=b.cwnd, acked=50_000)
+        s.delivered_time = now
+        s.lost_total += 15_000
+        s.rs.losses = 15_000
+        b._lt_sampling(s.rs, s, now)
+    assert b.lt_use_bw
+    assert b.bw == pytest.approx(500_000, rel=0.05)
+
+
+def test_max_filter_forgets_after_its_window() -> None:
+    f = MaxFilter()
+    f.update(10, 1, 100.0)
+    f.update(10, 5, 50.0)
+    assert f.get() == 100.0
+    f.update(10, 12, 40.0)
+    assert f.get() == 50.0

@@ -1,0 +1,50 @@
+"""BBR through a simulated 10 Mbit/s, 40 ms RTT bottleneck (virtual time,
+tests/bottleneck_net.py): it fills the link without keeping a queue, and
+two flows share it fairly. CUBIC on the same path fills the buffer, which
+shows the queue check can fail."""
+
+from __future__ import annotations
+
+from tests.bottleneck_net import HEADER, BottleneckNet
+from ustack.config import Settings
+
+RATE = 10e6 / 8  # bytes/s on the wire
+DELAY = 0.02  # one way: 40 ms RTT
+MSS = 1460
+PAYLOAD_RATE = RATE * MSS / (MSS + HEADER)
+BDP_TIME = 2 * DELAY  # a queue of one BDP adds one RTT of delay
+
+
+def settings(cc: str) -> Settings:
+    return Settings(congestion=cc, snd_buf=4 << 20, rcv_buf=4 << 20)
+
+
+def test_bbr_fills_the_bottleneck_without_a_standing_queue() -> None:
+    net = BottleneckNet(rate=RATE, delay=DELAY, queue=100, mss=MSS)
+    flow = net.add_flow(settings("bbr"), 50 << 20)
+    net.run(12.0)
+    goodput = net.goodput(flow, 2.0, 12.0)
+    assert goodput >= 0.9 * PAYLOAD_RATE
+    assert net.queue_delay_median(2.0, 12.0) < BDP_TIME
+    assert flow.a.cc.describe()["mode"] in ("probe_bw", "probe_rtt")
+    # The model: bw near the bottleneck's payload rate, min_rtt the path's.
+    info = flow.a.cc.describe()
+    assert abs(info["bw"] - PAYLOAD_RATE) < 0.1 * PAYLOAD_RATE  # type: ignore[operator]
+    assert 2 * DELAY <= info["mrtt"] < 2 * DELAY + 0.005  # type: ignore[operator]
+
+
+def test_cubic_on_the_same_path_keeps_the_buffer_full() -> None:
+    net = BottleneckNet(rate=RATE, delay=DELAY, queue=100, mss=MSS)
+    net.add_flow(settings("cubic"), 50 << 20)
+    net.run(12.0)
+    assert net.queue_delay_median(2.0, 12.0) > BDP_TIME
+
+
+def test_two_bbr_flows_converge_to_fair_shares() -> None:
+    net = BottleneckNet(rate=RATE, delay=DELAY, queue=100, mss=MSS)
+    a = net.add_flow(settings("bbr"), 100 << 20)
+    b = net.add_flow(settings("bbr"), 100 << 20)
+    net.run(25.0)
+    ga, gb = net.goodput(a, 10.0, 25.0), net.goodput(b, 10.0, 25.0)
+    assert ga + gb >= 0.9 * PAYLOAD_RATE
+    assert min(ga, gb) / max(ga, gb) > 0.8

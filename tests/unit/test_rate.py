@@ -1,0 +1,134 @@
+"""Delivery-rate estimation (draft-cheng-iccrg-delivery-rate-estimation,
+Linux tcp_rate.c) on hand-built send/ACK sequences."""
+
+from __future__ import annotations
+
+import pytest
+
+from ustack.tcp.rate import RateSampler
+from ustack.tcp.rtxq import RetransmitQueue, Sent
+
+SEG = 1000
+
+
+def send(r: RateSampler, q: RetransmitQueue, now: float, n: int = 1) -> list[Sent]:
+    out = []
+    for _ in range(n):
+        idle = not q.recs
+        rec = q.append(q.nxt, q.nxt + SEG, now)
+        r.on_send(rec, now, idle)
+        out.append(rec)
+    return out
+
+
+def ack(r: RateSampler, q: RetransmitQueue, upto: int, now: float,
+        sacks: tuple[tuple[int, int], ...] = (), min_rtt: float = 0.0):
+    delivered: list[Sent] = []
+    n = q.ack(upto, delivered) if upto > q.una else 0
+    for lo, hi in sacks:
+        n += q.sack(lo, hi, delivered)
+    r.begin(q.in_flight())
+    for rec in delivered:
+        r.on_delivered(rec)
+    return r.finish(n, 0, now, min_rtt)
+
+
+def test_first_flight_rate_is_bytes_over_the_ack_interval() -> None:
+    r, q = RateSampler(), RetransmitQueue()
+    send(r, q, 0.0, 10)
+    rs = ack(r, q, 10 * SEG, 0.1)
+    assert rs.delivered == 10 * SEG
+    assert rs.interval == pytest.approx(0.1)
+    assert rs.rate == pytest.approx(100_000)
+    assert r.delivered == 10 * SEG and r.delivered_time == 0.1
+
+
+def test_compressed_acks_use_the_longer_send_interval() -> None:
+    # Draft 3.3: ACKs bunched in 10 ms for data sent over 100 ms must not
+    # read as a 10x faster path: interval = max(send elapsed, ack elapsed).
+    r, q = RateSampler(), RetransmitQueue()
+    for i in range(11):
+        send(r, q, i * 0.01)
+    ack(r, q, 10 * SEG, 0.2)  # first_sent_time becomes 0.09; one still out
+    for i in range(10):
+        send(r, q, 0.2 + i * 0.01)
+    rs = ack(r, q, 21 * SEG, 0.30)  # a stretch ACK for all eleven
+    assert rs.delivered == 11 * SEG
+    # send elapsed: 0.29 - 0.09 = 0.2; ack elapsed: 0.30 - 0.2 = 0.1
+    assert rs.interval == pytest.approx(0.2)
+    assert rs.rate == pytest.approx(55_000)
+
+
+def test_sample_shorter_than_min_rtt_is_invalid() -> None:
+    r, q = RateSampler(), RetransmitQueue()
+    send(r, q, 0.0, 2)
+    rs = ack(r, q, SEG, 0.05, min_rtt=0.1)
+    assert rs.delivered == SEG and rs.interval == -1.0 and rs.rate == 0.0
+    assert r.delivery_rate == 0.0  # not shown either
+
+
+def test_app_limited_marks_samples_until_the_data_is_delivered() -> None:
+    r, q = RateSampler(), RetransmitQueue()
+    send(r, q, 0.0, 2)
+    r.mark_app_limited(q.in_flight())  # ran out of data with 2 in flight
+    assert r.app_limited == 2 * SEG
+    send(r, q, 0.01)  # sent while app-limited
+    rs = ack(r, q, 2 * SEG, 0.1)
+    assert not rs.is_app_limited  # those two left before the mark
+    assert r.app_limited == 2 * SEG  # not passed yet (delivered == mark)
+    rs = ack(r, q, 3 * SEG, 0.11)
+    assert rs.is_app_limited
+    assert r.app_limited == 0  # the phase is over: delivered passed the mark
+    send(r, q, 0.12)
+    assert q.recs[-1].snap is not None and not q.recs[-1].snap[3]
+
+
+def test_app_limited_sample_updates_delivery_rate_only_when_higher() -> None:
+    r, q = RateSampler(), RetransmitQueue()
+    send(r, q, 0.0, 10)
+    ack(r, q, 10 * SEG, 0.1)
+    assert r.delivery_rate == pytest.approx(100_000)
+    r.mark_app_limited(0)
+    send(r, q, 0.2)
+    rs = ack(r, q, 11 * SEG, 0.3)  # 1000 B in 0.1 s, app-limited: lower
+    assert rs.is_app_limited and rs.rate == pytest.approx(10_000)
+    assert r.delivery_rate == pytest.approx(100_000)
+    assert not r.rate_app_limited
+
+
+def test_retransmission_takes_a_new_snapshot() -> None:
+    r, q = RateSampler(), RetransmitQueue()
+    (first,) = send(r, q, 0.0)
+    send(r, q, 0.0, 3)
+    ack(r, q, 0, 0.1, sacks=((SEG, 4 * SEG),))  # three SACKed, the first lost
+    q.mark_lost(first)
+    q.on_retransmit(first, 0.1)
+    r.on_send(first, 0.1, False)
+    assert first.snap is not None and first.snap[0] == 3 * SEG
+    rs = ack(r, q, 4 * SEG, 0.2)
+    assert rs.is_retrans
+    assert rs.delivered == SEG  # since the retransmission's snapshot
+    assert rs.interval == pytest.approx(0.1)
+
+
+def test_sacked_record_counts_once_when_the_cumulative_ack_passes_it() -> None:
+    r, q = RateSampler(), RetransmitQueue()
+    send(r, q, 0.0, 4)
+    rs = ack(r, q, 0, 0.1, sacks=((2 * SEG, 4 * SEG),))
+    assert rs.delivered == 2 * SEG
+    assert all(rec.snap is None for rec in q.recs[2:])  # used up
+    rs = ack(r, q, 4 * SEG, 0.12)
+    # Only the two newly delivered records give a snapshot; the SACKed ones
+    # do not make the sample start over at the old delivered count.
+    assert rs.acked_sacked == 2 * SEG
+    assert r.delivered == 4 * SEG
+    assert rs.delivered == 4 * SEG and rs.interval == pytest.approx(0.12)
+
+
+def test_split_record_keeps_its_snapshot() -> None:
+    r, q = RateSampler(), RetransmitQueue()
+    rec = q.append(0, 4 * SEG, 0.0)
+    r.on_send(rec, 0.0, True)
+    rs = ack(r, q, 0, 0.1, sacks=((2 * SEG, 4 * SEG),))
+    assert rs.delivered == 2 * SEG
+    assert q.recs[0].snap is not None  # the unSACKed left part still has one

@@ -1,0 +1,197 @@
+"""Delivery-rate estimation (draft-cheng-iccrg-delivery-rate-estimation;
+Linux tcp_rate.c), in bytes and seconds.
+
+The connection counts `delivered` bytes (cumulatively ACKed or SACKed) and
+remembers when the count last moved (`delivered_time`). Each transmission
+takes a snapshot of those, of `first_sent_time` (the send time of the most
+recently delivered segment when this one left) and of whether the sender
+was application-limited. When an ACK delivers segments, the snapshot of the
+most recently *sent* of them gives the sample:
+
+    delivered = C.delivered - P.delivered
+    interval  = max(P.sent - P.first_sent, now - P.delivered_time)
+
+The send interval alone overestimates when ACKs are compressed, the ACK
+interval alone when the sender's sends were bunched: the larger of the two
+is the conservative choice (draft 3.3). A sample shorter than min_rtt is
+dropped (it can only come from ACK compression or a stretch ACK covering
+data sent long ago). App-limited samples are kept but flagged: a flow that
+had nothing to send measured the application, not the path, so such a
+sample may only raise a bandwidth estimate (draft 3.4).
+"""
+
+from __future__ import annotations
+
+from ustack.tcp.rtxq import Sent
+
+
+class RateSample:
+    """One ACK's sample (Linux struct rate_sample); reused per connection."""
+
+    __slots__ = (
+        "delivered",
+        "interval",
+        "prior_delivered",
+        "prior_time",
+        "send_elapsed",
+        "is_app_limited",
+        "is_retrans",
+        "acked_sacked",
+        "losses",
+        "rtt",
+        "prior_in_flight",
+        "last_xmit",
+        "last_end",
+        "newest_xmit",
+    )
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.delivered = -1  # bytes delivered over the interval; -1 = invalid
+        self.interval = -1.0  # seconds; <= 0 = invalid
+        self.prior_delivered = 0
+        self.prior_time: float | None = None  # P.delivered_time
+        self.send_elapsed = 0.0
+        self.is_app_limited = False
+        self.is_retrans = False
+        self.acked_sacked = 0  # bytes this ACK delivered
+        self.losses = 0  # bytes this ACK marked lost
+        self.rtt = -1.0  # RTT of the newest original segment delivered
+        self.prior_in_flight = 0
+        self.last_xmit = -1.0
+        self.last_end = -1
+        self.newest_xmit = -1.0
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second, 0 when the sample is invalid."""
+        if self.delivered < 0 or self.interval <= 0:
+            return 0.0
+        return self.delivered / self.interval
+
+
+class RateSampler:
+    """The connection's side of the estimator (Linux tp->delivered etc.)."""
+
+    __slots__ = (
+        "delivered",
+        "delivered_time",
+        "first_sent_time",
+        "app_limited",
+        "lost_total",
+        "rs",
+        "rate_delivered",
+        "rate_interval",
+        "rate_app_limited",
+    )
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.delivered_time = 0.0
+        self.first_sent_time = 0.0
+        # 0, or the `delivered` count at which the app-limited phase ends
+        # (the last byte sent while app-limited has been delivered).
+        self.app_limited = 0
+        self.lost_total = 0  # bytes ever marked lost (Linux tp->lost)
+        self.rs = RateSample()
+        # The latest sample worth showing (Linux tp->rate_delivered /
+        # rate_interval_us / rate_app_limited: `ss` delivery_rate).
+        self.rate_delivered = 0
+        self.rate_interval = 0.0
+        self.rate_app_limited = False
+
+    @property
+    def delivery_rate(self) -> float:
+        if self.rate_interval <= 0:
+            return 0.0
+        return self.rate_delivered / self.rate_interval
+
+    # ------------------------------------------------------------ sending
+
+    def on_send(self, rec: Sent, now: float, idle: bool) -> None:
+        """Snapshot at (re)transmission (tcp_rate_skb_sent). `idle`: nothing
+        was in flight, so the send and ACK clocks restart from now."""
+        if idle:
+            self.first_sent_time = self.delivered_time = now
+        rec.snap = (
+            self.delivered,
+            self.delivered_time,
+            self.first_sent_time,
+            self.app_limited != 0,
+        )
+
+    def mark_app_limited(self, in_flight: int) -> None:
+        """The sender ran out of data below cwnd with no repair pending
+        (tcp_rate_check_app_limited): samples until what is in flight now
+        is delivered measure the application."""
+        self.app_limited = (self.delivered + in_flight) or 1
+
+    # ------------------------------------------------------------ ACKs
+
+    def begin(self, prior_in_flight: int) -> RateSample:
+        rs = self.rs
+        rs.clear()
+        rs.prior_in_flight = prior_in_flight
+        return rs
+
+    def on_delivered(self, rec: Sent) -> None:
+        """A record was ACKed or SACKed by this ACK (tcp_rate_skb_delivered):
+        keep the snapshot of the most recently sent one."""
+        snap = rec.snap
+        if snap is None:
+            return
+        rs = self.rs
+        xmit = rec.xmit
+        if not rec.ever_retrans and xmit > rs.newest_xmit:
+            rs.newest_xmit = xmit
+        if rs.prior_time is None or xmit > rs.last_xmit or (
+            xmit == rs.last_xmit and rec.end > rs.last_end
+        ):
+            rs.prior_delivered = snap[0]
+            rs.prior_time = snap[1]
+            rs.send_elapsed = xmit - snap[2]
+            rs.is_app_limited = snap[3]
+            rs.is_retrans = rec.ever_retrans
+            rs.last_xmit = xmit
+            rs.last_end = rec.end
+            self.first_sent_time = xmit
+        # A SACKed record stays queued; it must not count again when the
+        # cumulative ACK passes it (Linux zeroes delivered_mstamp).
+        rec.snap = None
+
+    def finish(
+        self, delivered: int, lost: int, now: float, min_rtt: float
+    ) -> RateSample:
+        """Close the ACK's sample (tcp_rate_gen): `delivered` bytes newly
+        ACKed/SACKed, `lost` bytes newly marked lost."""
+        rs = self.rs
+        if self.app_limited and self.delivered + delivered > self.app_limited:
+            self.app_limited = 0
+        if delivered:
+            self.delivered += delivered
+            self.delivered_time = now
+        self.lost_total += lost
+        rs.acked_sacked = delivered
+        rs.losses = lost
+        if rs.newest_xmit >= 0:
+            rs.rtt = now - rs.newest_xmit
+        if rs.prior_time is None:
+            return rs  # nothing with a snapshot was delivered: invalid
+        rs.delivered = self.delivered - rs.prior_delivered
+        ack_elapsed = now - rs.prior_time
+        interval = max(rs.send_elapsed, ack_elapsed)
+        if interval < min_rtt:
+            # Draft 3.3: shorter than an RTT is not a believable interval.
+            rs.interval = -1.0
+            return rs
+        rs.interval = interval
+        # ss's delivery_rate: the latest sample unless app-limited and lower.
+        if not rs.is_app_limited or (
+            rs.delivered * self.rate_interval >= self.rate_delivered * interval
+        ):
+            self.rate_delivered = rs.delivered
+            self.rate_interval = interval
+            self.rate_app_limited = rs.is_app_limited
+        return rs
