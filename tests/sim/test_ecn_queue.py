@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
 from trio.testing import MockClock
 
 from tests.sim.lifecycle_net import impaired_net, send_b_to_a
@@ -28,10 +27,11 @@ async def transfer(ecn_setting: int, seed: int) -> tuple[float, Counts, Counts]:
         return took, dict(net.link.counters), dict(net.b.counters)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
 async def test_ce_marking_queue_keeps_the_flow_drop_free(
-    seed: int, autojump_clock: MockClock
+    autojump_clock: MockClock,
 ) -> None:
+    # The path has no random impairment: one seed is as good as any.
+    seed = 1
     took, link, sender = await transfer(1, seed)
     assert link.get("in.ce_mark", 0) > 0
     assert sender["TCPDeliveredCE"] > 0  # the sender saw the echoes
