@@ -140,7 +140,7 @@ class Socket:
         settings = self._stack.settings
         if name == "congestion":
             tcb = self._tcb
-            current = tcb.cc.name if tcb is not None else None
+            current = tcb.congestion_name if tcb is not None else None
             return (current or opts.congestion or settings.congestion).encode()
         if name == "keepidle":
             return opts.keepidle or int(settings.keepalive_time)

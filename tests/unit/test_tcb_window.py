@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.tcb_harness import Pair, mk, transfer
 from ustack.config import Settings
-from ustack.tcp.seq import MASK, seq_ge
+from ustack.tcp.seq import MASK, seq_ge, seq_gt
 from ustack.wire.tcp import ACK
 
 ISS_A = 1000
@@ -30,7 +30,10 @@ def test_one_byte_zero_window_probe_is_acked() -> None:
 
 def test_right_edge_never_moves_left_through_scaling() -> None:
     """Issue 10 item 11: with wscale 7 and a buffer that is no multiple of
-    128, every advertised right edge is at or beyond the one before."""
+    128, no advertised right edge is a whole scale unit (128 bytes) behind
+    the one before: rounding is up, except where keeping the edge would take
+    it more than a unit past the buffer (then it may retreat by less than a
+    unit, RFC 7323 2.4; see the test below)."""
     settings = Settings(msl=1.0, rcv_buf=100_001, wscale=7)
     p = Pair(iss_a=ISS_A, settings=settings)
     a, b = p.establish()
@@ -43,5 +46,29 @@ def test_right_edge_never_moves_left_through_scaling() -> None:
             continue
         right = (seg.ack + (seg.window << 7)) & MASK
         if edge is not None:
-            assert seq_ge(right, edge), (e.time, right, edge)
-        edge = right
+            assert seq_ge((right + 127) & MASK, edge), (e.time, right, edge)
+        if edge is None or seq_ge(right, edge):
+            edge = right
+
+
+def test_tiny_segments_cannot_walk_the_edge_past_the_buffer() -> None:
+    """Keeping the offered edge by rounding up from each new RCV.NXT would
+    move it out by a byte for every 1-byte segment, so a peer sending tiny
+    segments to an application that does not read would never see the window
+    close. The buffer stays within one scale unit of its size."""
+    sb = Settings(msl=1.0, rcv_buf=4000, wscale=7)
+    p = Pair(iss_a=ISS_A, settings_b=sb)
+    a, b = p.establish()
+    assert b.rcv_wscale == 7
+    a.send(b"x" * 1000)
+    p.run(until=0.5)
+    seq = b.rcv_nxt
+    for _ in range(20_000):  # bounded: each segment is one byte
+        right = (b.rcv_nxt + (b.advertised_window_field() << 7)) & MASK
+        if not seq_gt(right, seq):
+            break
+        p.inject_b(mk(seq, a.snd_una, ACK, 65535, b"y"))
+        seq = (seq + 1) & MASK
+    else:
+        raise AssertionError("the window never closed")
+    assert len(b.rcvbuf) < 4000 + 128

@@ -1673,10 +1673,22 @@ class Tcb:
             # Receiver window, never shrinking the right edge (RFC 9293 3.8.6.2.2).
             offered = seq_diff(self.rcv_adv, self.rcv_nxt)
             free = self.rcv_buf_size - len(self.rcvbuf)
-            wnd = free if free - offered >= self._sws_threshold() else offered
-            if wnd < 0:
-                wnd = 0
-            field = self._window_field(wnd)
+            if free - offered >= self._sws_threshold():
+                field = self._window_field(free)
+            elif offered > 0:
+                # Keep the edge already offered (RFC 1122 4.2.3.3 receiver SWS
+                # avoidance), rounded up so it does not move left (RFC 9293
+                # 3.8.6.2.2), unless that would take it more than one scale
+                # unit past the buffer: rounding up again from each new
+                # RCV.NXT can push the edge out by up to 2**wscale - 1 bytes
+                # per ACK. Then it is rounded down instead (a retreat of less
+                # than one unit, RFC 7323 2.4); data up to rcv_adv is still
+                # accepted, so nothing the sender already sent is dropped.
+                field = self._window_field(offered)
+                if field << self.rcv_wscale > free + (1 << self.rcv_wscale) - 1:
+                    field = min(offered >> self.rcv_wscale, 0xFFFF)
+            else:
+                field = 0
             edge = (ack_no + (field << self.rcv_wscale)) & MASK
             if seq_gt(edge, self.rcv_adv):
                 self.rcv_adv = edge
