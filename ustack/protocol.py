@@ -44,6 +44,15 @@ class Transport(_Typing):
     def get_extra_info(self, name: str) -> object: ...
 
 
+class TransportHost(_Typing):
+    """What a TcbTransport needs from the stack (one shared object, so a
+    connection holds no bound methods of its own)."""
+
+    def kick(self, tcb: Tcb) -> None: ...
+    def now(self) -> float: ...
+    def note_app_close(self, tcb: Tcb) -> None: ...
+
+
 class Protocol:
     """Base class with do-nothing callbacks (as asyncio.Protocol)."""
 
@@ -84,9 +93,7 @@ class TcbTransport:
     __slots__ = (
         "tcb",
         "protocol",
-        "_kick",
-        "_now",
-        "_note_close",
+        "_host",
         "_pending",
         "_pending_len",
         "_closing",
@@ -102,18 +109,16 @@ class TcbTransport:
         self,
         tcb: Tcb,
         protocol: Protocol,
-        kick: Callable[[Tcb], None],
-        now: Callable[[], float],
-        note_close: Callable[[Tcb], None],
+        host: TransportHost,
     ) -> None:
         self.tcb = tcb
         self.protocol = protocol
-        self._kick = kick  # flush the TCB now (for writes outside a callback)
-        self._now = now
-        self._note_close = note_close  # orphan accounting, as Socket.close
-        # Writes that did not fit into the TCB: usually none, rarely more
-        # than a few, so a plain list (an empty deque alone is ~600 B).
-        self._pending: list[bytes | bytearray | memoryview] = []
+        # The stack: kick (flush the TCB now, for writes outside a callback),
+        # now, note_app_close (orphan accounting, as Socket.close).
+        self._host = host
+        # Writes that did not fit into the TCB: usually none, so None until
+        # one does (an idle connection carries no list; a deque is ~600 B).
+        self._pending: list[bytes | bytearray | memoryview] | None = None
         self._pending_len = 0
         self._closing = False
         self._eof_pending = False
@@ -134,6 +139,8 @@ class TcbTransport:
                 self._flush_soon()
                 return
             data = memoryview(data)[n:]
+        if self._pending is None:
+            self._pending = []
         self._pending.append(data)
         self._pending_len += len(data)
         if not self._paused and self._pending_len > HIGH_WATER:
@@ -159,10 +166,10 @@ class TcbTransport:
     def abort(self) -> None:
         """RST now, dropping whatever is unsent (SO_LINGER 0)."""
         self._closing = True
-        self._pending.clear()
+        self._pending = None
         self._pending_len = 0
         if self.tcb.state is not State.CLOSED:
-            self.tcb.abort(self._now())
+            self.tcb.abort(self._host.now())
             self._flush_soon()
 
     def is_closing(self) -> bool:
@@ -176,7 +183,7 @@ class TcbTransport:
             self._reading = True
             if not self._in_service:
                 self.service()
-                self._kick(self.tcb)
+                self._host.kick(self.tcb)
 
     def get_write_buffer_size(self) -> int:
         return self._pending_len
@@ -249,7 +256,7 @@ class TcbTransport:
         if self._done:
             return
         self._done = True
-        self._pending.clear()
+        self._pending = None
         self._pending_len = 0
         error = self.tcb.error
         try:
@@ -270,6 +277,7 @@ class TcbTransport:
                 pending[0] = memoryview(head)[n:]
                 return
             del pending[0]
+        self._pending = None
         self._finish_writes()
 
     def _finish_writes(self) -> None:
@@ -279,13 +287,14 @@ class TcbTransport:
         tcb = self.tcb
         if self._closing:
             if tcb.state is not State.CLOSED and not tcb.app_closed:
-                tcb.close(self._now())
-                self._note_close(tcb)
+                host = self._host
+                tcb.close(host.now())
+                host.note_app_close(tcb)
         elif self._eof_pending:
-            tcb.shutdown_write(self._now())
+            tcb.shutdown_write(self._host.now())
         self._flush_soon()
 
     def _flush_soon(self) -> None:
         # Inside a callback the stack flushes right after; outside, now.
         if not self._in_service:
-            self._kick(self.tcb)
+            self._host.kick(self.tcb)

@@ -576,9 +576,7 @@ class Stack:
             return
         conn: Conn = tcb.owner
         conn.listener = None
-        transport = TcbTransport(
-            tcb, factory(), self.kick, self.now, self.note_app_close
-        )
+        transport = TcbTransport(tcb, factory(), self)
         conn.transport = transport
         transport.made()  # the caller marks the TCB dirty: one flush for all
 
