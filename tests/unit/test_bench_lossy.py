@@ -9,11 +9,13 @@ from bench_lossy import (
     Params,
     Sample,
     _content_length,
+    _rtt_stats,
     _split_response,
     detail_table,
     markdown,
     parse_args,
     pattern,
+    share_table,
     summary_table,
 )
 
@@ -91,8 +93,10 @@ def test_detail_has_goodput_rtt_and_counts() -> None:
         mb=5, paths={"loss1": PATHS["loss1"]}, senders=("ustack", "reno", "cubic")
     )
     rows = detail_table(samples(), p)
-    assert rows[1] == ["loss1", "ustack", "5.00", "8.0", "22.0", "1 / 2 / 3", "10"]
-    assert rows[3][1] == "Linux cubic" and rows[3][5] == "0 / 0 / 0"
+    assert rows[1] == [
+        "loss1", "ustack", "5.00", "8.0", "22.0", "-", "-", "1 / 2 / 3", "10"
+    ]
+    assert rows[3][1] == "Linux cubic" and rows[3][7] == "0 / 0 / 0"
     text = markdown(rows)
     assert text.count("\n") == len(rows) and text.startswith("| path | sender |")
 
@@ -104,3 +108,25 @@ def test_http_answer_parsing() -> None:
     assert _content_length(head) == 3 and body == b"abc"
     assert _split_response(b"HTTP/1.1 200 OK\r\n") is None
     assert pattern(253)[250:] == bytes([250, 0, 1])
+
+
+def test_bbr_ratio_rtt_percentiles_and_two_flow_shares() -> None:
+    out = []
+    for seed in (1, 2, 3):
+        u = Sample("bottleneck", seed, "ustack-bbr", 2.0 + seed)
+        _rtt_stats(u, [40.0 + i for i in range(10)])
+        out += [u, Sample("bottleneck", seed, "bbr", 2.0)]
+        out.append(Sample("bottleneck", seed, "ustack-bbr-x2", 8.0,
+                          shares=[5.0, 10.0 / seed]))
+    p = Params(mb=5, paths={"bottleneck": PATHS["bottleneck"]},
+               senders=("ustack-bbr", "bbr", "ustack-bbr-x2"))
+    header, row = summary_table(out, p)
+    assert header == ["path", "ustack bbr", "Linux bbr", "ustack bbr/bbr"]
+    assert row[1:] == ["4.00 s", "2.00 s", "2.00x"]
+    detail = detail_table(out, p)
+    assert detail[1][1] == "ustack bbr"
+    assert detail[1][4:7] == ["44.5", "49.0", "40.0"]  # median, p90, min
+    assert detail[3][1] == "2 x ustack bbr" and detail[3][3] == "10.0"
+    shares = share_table(out)
+    assert shares[1] == ["1", "5.0", "10.0", "0.50"]
+    assert shares[3][3] == "0.67"
