@@ -80,6 +80,7 @@ class Protocol:
 
 
 ProtocolFactory = Callable[[], Protocol]
+_GONE = Protocol()  # what a transport holds after connection_lost
 
 
 def log(message: str) -> None:
@@ -259,10 +260,14 @@ class TcbTransport:
         self._pending = None
         self._pending_len = 0
         error = self.tcb.error
+        protocol = self.protocol
+        # As asyncio's transports: drop the protocol after connection_lost,
+        # which breaks the protocol <-> transport cycle (freed at once).
+        self.protocol = _GONE
         try:
-            self.protocol.connection_lost(error)
+            protocol.connection_lost(error)
         except Exception as exc:
-            log(f"{type(self.protocol).__name__}: {type(exc).__name__}: {exc}")
+            log(f"{type(protocol).__name__}: {type(exc).__name__}: {exc}")
 
     # -- internals ----------------------------------------------------------------
 

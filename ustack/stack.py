@@ -700,6 +700,10 @@ class Stack:
                 conn.wake()
             return
         if transport is not None:
+            # Break the tcb -> conn -> transport -> tcb cycle now, so the
+            # connection is freed by reference counting, not a later cyclic
+            # GC pass (100,000 TIME_WAITs would otherwise pin their TCBs).
+            conn.transport = None
             transport.lost()
         else:
             conn.wake()
