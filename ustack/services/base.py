@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
-import sys
 from collections.abc import Awaitable, Callable
 
 import trio
+
+from ustack.protocol import log  # one service log line format for both drivers
 
 Handler = Callable[[trio.abc.Stream], Awaitable[None]]
 
@@ -20,10 +21,6 @@ PEER_GONE: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
-
-
-def log(message: str) -> None:
-    print(f"ustack: {message}", file=sys.stderr, flush=True)
 
 
 def guarded(handler: Handler, name: str, *, keepalive: bool = False) -> Handler:
