@@ -252,19 +252,27 @@ class Stack:
     # The packet loop
 
     async def _packet_loop(self) -> None:
+        # One cancel scope covers many wake-ups: it only has to end the wait
+        # when the earliest timer is due. Entering a scope per wait cost as
+        # much as the whole TCP input of a 1-byte exchange (issue 11). A
+        # deadline that moves earlier lowers the scope's (`_schedule`,
+        # `_lower_wait_deadline`); one that moves later makes the scope end
+        # early once, harmlessly: the timers then find nothing due.
+        while True:
+            with trio.CancelScope(deadline=self._next_deadline()) as scope:
+                self._wait_scope = scope
+                await self._serve_link()
+            self._wait_scope = None
+            self._run_timers(trio.current_time())
+
+    async def _serve_link(self) -> None:
+        """Wait for the link, serve what it has, run due timers; until the
+        caller's scope ends the wait (a timer is due) or cancels the stack."""
         link = self.link
         while True:
-            deadline = self._heap[0][0] if self._heap else math.inf
-            tw_deadline = self._timewait.next_deadline()
-            if tw_deadline < deadline:
-                deadline = tw_deadline
-            ip_deadline = self.ip_layer.deadline
-            if ip_deadline is not None and ip_deadline < deadline:
-                deadline = ip_deadline
-            with trio.CancelScope(deadline=deadline) as scope:
-                self._wait_scope = scope
-                await link.wait_readable()
-            self._wait_scope = None
+            # A checkpoint: with packets waiting it yields once to the tasks
+            # the last batch woke, so they answer before the next batch.
+            await link.wait_readable()
             while True:
                 batch = link.read_batch(BATCH)
                 if not batch:
@@ -282,10 +290,28 @@ class Stack:
                 if len(batch) < BATCH:
                     # The read that ended the batch found the device empty:
                     # another read would only cost a syscall to say so again.
-                    # Yield instead, so the tasks just woken answer first.
+                    # Wait instead, so the tasks just woken answer first.
                     break
             self._run_timers(trio.current_time())
-            await trio.lowlevel.checkpoint_if_cancelled()
+            self._lower_wait_deadline()
+
+    def _next_deadline(self) -> float:
+        """The earliest timer of the stack: TCBs, TIME_WAIT, IP reassembly."""
+        deadline = self._heap[0][0] if self._heap else math.inf
+        tw_deadline = self._timewait.next_deadline()
+        if tw_deadline < deadline:
+            deadline = tw_deadline
+        ip_deadline = self.ip_layer.deadline
+        if ip_deadline is not None and ip_deadline < deadline:
+            deadline = ip_deadline
+        return deadline
+
+    def _lower_wait_deadline(self) -> None:
+        scope = self._wait_scope
+        if scope is not None:
+            deadline = self._next_deadline()
+            if deadline < scope.deadline:
+                scope.deadline = deadline
 
     def _tap_all(self, packets: list[bytes], now: float) -> None:
         for packet in packets:
