@@ -18,6 +18,7 @@ import math
 import random
 import struct
 import sys
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from typing import Self
@@ -53,6 +54,7 @@ from ustack.wire.udp import PROTO_UDP
 
 Key = tuple[bytes, int, int]  # (remote ip, remote port, local port)
 BATCH = 256  # packets read per wake-up before the TCBs are flushed
+_BUSY_POLL_SLICE = 0.001  # s: busy polling yields to other tasks this often
 _PORTS_SEQ = struct.Struct("!HHI")  # a quoted TCP header's first 8 bytes
 
 
@@ -91,11 +93,14 @@ class Conn:
             self._lot = trio.lowlevel.ParkingLot()
         return self._lot
 
-    def wake(self) -> None:
-        """Wake every task waiting on this connection (they re-check)."""
+    def wake(self) -> bool:
+        """Wake every task waiting on this connection (they re-check);
+        True if there was one."""
         lot = self._lot
         if lot:
             lot.unpark_all()
+            return True
+        return False
 
 
 class Listening:
@@ -181,6 +186,7 @@ class Stack:
         self._rng = random.SystemRandom()
         self._orphans = 0
         self._wait_scope: trio.CancelScope | None = None
+        self._woke = False  # the batch woke a task: it runs before we poll
         self._nursery: trio.Nursery | None = None
         self._running = False
         # Packet taps (pcap, live traces): called as tap(outgoing, packet, now).
@@ -253,11 +259,12 @@ class Stack:
 
     async def _packet_loop(self) -> None:
         # One cancel scope covers many wake-ups: it only has to end the wait
-        # when the earliest timer is due. Entering a scope per wait cost as
-        # much as the whole TCP input of a 1-byte exchange (issue 11). A
-        # deadline that moves earlier lowers the scope's (`_schedule`,
-        # `_lower_wait_deadline`); one that moves later makes the scope end
-        # early once, harmlessly: the timers then find nothing due.
+        # when the earliest timer is due. A scope per wait cost ~10 us per
+        # wake-up on a 2-core VM (issue 11), a twentieth of a 1-byte
+        # exchange. A deadline that moves earlier lowers the scope's
+        # (`_schedule`, `_timers_and_wait_deadline`); one that moves later
+        # makes the scope end early once, harmlessly: the timers then find
+        # nothing due and the next scope waits for the real one.
         while True:
             with trio.CancelScope(deadline=self._next_deadline()) as scope:
                 self._wait_scope = scope
@@ -273,27 +280,65 @@ class Stack:
             # A checkpoint: with packets waiting it yields once to the tasks
             # the last batch woke, so they answer before the next batch.
             await link.wait_readable()
-            while True:
-                batch = link.read_batch(BATCH)
-                if not batch:
-                    break
-                now = trio.current_time()
-                if self._vnet:
-                    for packet in batch:
-                        self._input_vnet(packet, now)
-                else:
-                    if self.taps:
-                        self._tap_all(batch, now)
-                    for packet in batch:
-                        self._input(packet, now)
-                self._flush_dirty(now)
-                if len(batch) < BATCH:
-                    # The read that ended the batch found the device empty:
-                    # another read would only cost a syscall to say so again.
-                    # Wait instead, so the tasks just woken answer first.
-                    break
+            served = self._drain()
+            self._timers_and_wait_deadline()
+            if served and self.settings.busy_poll and not self._woke:
+                self._busy_poll(self.settings.busy_poll * 1e-6)
+            self._woke = False
+
+    def _drain(self) -> bool:
+        """Serve batches until the link is empty; False if it had nothing."""
+        link = self.link
+        served = False
+        while True:
+            batch = link.read_batch(BATCH)
+            if not batch:
+                return served
+            served = True
+            now = trio.current_time()
+            if self._vnet:
+                for packet in batch:
+                    self._input_vnet(packet, now)
+            else:
+                if self.taps:
+                    self._tap_all(batch, now)
+                for packet in batch:
+                    self._input(packet, now)
+            self._flush_dirty(now)
+            if len(batch) < BATCH:
+                # The read that ended the batch found the device empty:
+                # another read would only cost a syscall to say so again.
+                return True
+
+    def _busy_poll(self, budget: float) -> None:
+        """Linux busy polling (net.core.busy_read, sk_busy_loop): keep
+        reading for `budget` seconds after the last packet instead of
+        sleeping in epoll and paying the wake-up. Stops as soon as a batch
+        wakes a task (it must run to answer; Linux stops on need_resched)
+        and at least every millisecond, so other tasks, signals and trio's
+        own timers wait no longer than that."""
+        clock = time.perf_counter
+        start = clock()
+        until, yield_at = start + budget, start + _BUSY_POLL_SLICE
+        while True:
+            if self._drain():
+                self._timers_and_wait_deadline()
+                now = clock()
+                if self._woke or now >= yield_at:
+                    return
+                until = now + budget
+            elif clock() >= until:
+                return
+
+    def _timers_and_wait_deadline(self) -> None:
+        """Run due timers; let the wait end no later than the next one."""
+        deadline = self._next_deadline()
+        if deadline <= trio.current_time():
             self._run_timers(trio.current_time())
-            self._lower_wait_deadline()
+            deadline = self._next_deadline()
+        scope = self._wait_scope
+        if scope is not None and deadline < scope.deadline:
+            scope.deadline = deadline
 
     def _next_deadline(self) -> float:
         """The earliest timer of the stack: TCBs, TIME_WAIT, IP reassembly."""
@@ -305,13 +350,6 @@ class Stack:
         if ip_deadline is not None and ip_deadline < deadline:
             deadline = ip_deadline
         return deadline
-
-    def _lower_wait_deadline(self) -> None:
-        scope = self._wait_scope
-        if scope is not None:
-            deadline = self._next_deadline()
-            if deadline < scope.deadline:
-                scope.deadline = deadline
 
     def _tap_all(self, packets: list[bytes], now: float) -> None:
         for packet in packets:
@@ -368,6 +406,7 @@ class Stack:
                 counters[IN_ECN_COUNTERS[ip.ecn]] += 1
             self._input_tcp(ip.src, seg, now)
         elif ip.proto == PROTO_UDP:
+            self._woke = True  # a reader may be waiting: no busy polling
             if not self.udp.input(src, ip.payload, verify):
                 self._unreachable(src, packet, PORT_UNREACHABLE, now)
         elif ip.proto == PROTO_ICMP:
@@ -598,7 +637,9 @@ class Stack:
         factory = listening.factory
         if factory is None:
             listening.ready.append(tcb)
-            listening.lot.unpark_all()
+            if listening.lot:
+                listening.lot.unpark_all()
+                self._woke = True
             return
         conn: Conn = tcb.owner
         conn.listener = None
@@ -626,7 +667,7 @@ class Stack:
             except Exception as exc:
                 self._internal_error(tcb, exc)
                 continue
-            self._after(tcb)
+            self._after(tcb, serviced=True)
 
     def _run_timers(self, now: float) -> None:
         if self._timewait.next_deadline() <= now:
@@ -691,10 +732,12 @@ class Stack:
         tcb.error = os_error(errno.ECONNABORTED, f"internal error: {exc!r}")
         self._after(tcb)
 
-    def _after(self, tcb: Tcb) -> None:
+    def _after(self, tcb: Tcb, serviced: bool = False) -> None:
+        """`serviced`: the transport was just served before the flush
+        (`_flush_dirty`); a flush frees no send buffer, so do not again."""
         conn: Conn = tcb.owner
         transport = conn.transport
-        if transport is not None and transport.service():
+        if transport is not None and not serviced and transport.service():
             # An ACK made room, or a timer or call changed something the
             # protocol acted on: send what it wrote now.
             try:
@@ -722,8 +765,8 @@ class Stack:
             self._enter_time_wait(tcb, conn)
         else:
             self._schedule(tcb)
-            if transport is None:
-                conn.wake()
+            if transport is None and conn.wake():
+                self._woke = True
             return
         if transport is not None:
             # Break the tcb -> conn -> transport -> tcb cycle now, so the
@@ -731,8 +774,8 @@ class Stack:
             # GC pass (100,000 TIME_WAITs would otherwise pin their TCBs).
             conn.transport = None
             transport.lost()
-        else:
-            conn.wake()
+        elif conn.wake():
+            self._woke = True
 
     def _send(self, dst: bytes, seg: TcpSegment, mss: int = 0xFFFF) -> None:
         # Every TCP datagram has DF: IP ID 0 (RFC 6864; see ustack/ipident.py).
@@ -769,9 +812,14 @@ class Stack:
     def _schedule(self, tcb: Tcb) -> None:
         deadline = tcb.deadline
         conn: Conn = tcb.owner
-        if deadline is None or deadline == conn.heap_deadline:
+        held = conn.heap_deadline
+        if deadline is None or (held is not None and held <= deadline):
+            # Re-armed later (the RTO on every ACK) or cancelled: the entry
+            # held fires first, finds nothing due and re-arms for the TCB's
+            # deadline then (lazily, as a timer wheel's cascade would): one
+            # heap push per timer period instead of one per packet.
             return
-        if conn.heap_deadline is not None:
+        if held is not None:
             self._heap_stale += 1  # the old entry stays until popped or pruned
         conn.heap_deadline = deadline
         heapq.heappush(self._heap, (deadline, next(self._heap_seq), tcb))
