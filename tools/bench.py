@@ -78,6 +78,7 @@ class Params:
     idle_n: int = 50_000
     timewait_n: int = 100_000
     ustack_args: tuple[str, ...] = ()
+    kernel_args: tuple[str, ...] = ()
 
     @property
     def offload(self) -> bool:
@@ -270,7 +271,9 @@ def ustack_env(
 
 
 @contextlib.contextmanager
-def kernel_env(mtu: int, n_ips: int, keepalive: bool) -> Iterator[Env]:
+def kernel_env(
+    mtu: int, n_ips: int, keepalive: bool, extra: tuple[str, ...] = ()
+) -> Iterator[Env]:
     client = create_netns("ustack-bench-kc-")
     server: Netns | None = None
     proc = None
@@ -290,6 +293,7 @@ def kernel_env(mtu: int, n_ips: int, keepalive: bool) -> Iterator[Env]:
         args = [sys.executable, str(TOOLS / "bench_kserver.py"), "--ip", SERVER_IP]
         if keepalive:
             args.append("--keepalive")
+        args += extra
         proc = Proc(server, args, "kserver ready")
         yield Env("kernel", mtu, client, server, proc.pid, ips)
         if proc.proc.poll() is not None:
@@ -505,7 +509,7 @@ def open_env(
             extra += ["--set", "msl=600"]
         return ustack_env(mtu, n_ips, keepalive, extra)
     if server == "kernel":
-        return kernel_env(mtu, n_ips, keepalive)
+        return kernel_env(mtu, n_ips, keepalive, p.kernel_args)
     return rawtun_env(mtu, p.offload)
 
 
@@ -634,6 +638,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="extra `ustack up` flags, e.g. --ustack-args=--no-offload",
     )
+    ap.add_argument(
+        "--kernel-args",
+        default="",
+        help="extra tools/bench_kserver.py flags, e.g. --kernel-args='--busy-poll 50'",
+    )
     ap.add_argument("--markdown", type=Path, help="write the table as Markdown here")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -657,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         if v is not None:
             setattr(p, field_name, v)
     p.ustack_args = tuple(shlex.split(a.ustack_args))
+    p.kernel_args = tuple(shlex.split(a.kernel_args))
     names = [n.strip() for n in a.only.split(",")] if a.only else list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:

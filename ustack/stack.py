@@ -54,6 +54,7 @@ from ustack.wire.udp import PROTO_UDP
 
 Key = tuple[bytes, int, int]  # (remote ip, remote port, local port)
 BATCH = 256  # packets read per wake-up before the TCBs are flushed
+_VNET_ONE_SEGMENT = vnet.tcp_header(20, 20, 0, 1)  # partial checksum, no GSO
 _BUSY_POLL_SLICE = 0.001  # s: busy polling yields to other tasks this often
 _PORTS_SEQ = struct.Struct("!HHI")  # a quoted TCP header's first 8 bytes
 
@@ -786,7 +787,10 @@ class Stack:
                 self.ip_bytes, dst, seg, ATOMIC_ID, partial_csum=True
             )
             plen = len(seg.payload)
-            header = vnet.tcp_header(20, len(packet) - 20 - plen, plen, mss)
+            if plen <= mss:  # one wire segment: the header is a constant
+                header = _VNET_ONE_SEGMENT
+            else:
+                header = vnet.tcp_header(20, len(packet) - 20 - plen, plen, mss)
             if self.taps:  # captures get complete checksums, not partial ones
                 self._tap_out(with_full_tcp_checksum(packet))
             self.link.write(header + packet)
