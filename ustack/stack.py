@@ -54,6 +54,9 @@ from ustack.wire.udp import PROTO_UDP
 
 Key = tuple[bytes, int, int]  # (remote ip, remote port, local port)
 BATCH = 256  # packets read per wake-up before the TCBs are flushed
+_VNET_LEN = vnet.LENGTH
+# The kernel vouches for the checksum (vnet.checksum_trusted).
+_TRUST = vnet.F_NEEDS_CSUM | vnet.F_DATA_VALID
 _VNET_ONE_SEGMENT = vnet.tcp_header(20, 20, 0, 1)  # partial checksum, no GSO
 _BUSY_POLL_SLICE = 0.001  # s: busy polling yields to other tasks this often
 _PORTS_SEQ = struct.Struct("!HHI")  # a quoted TCP header's first 8 bytes
@@ -298,8 +301,13 @@ class Stack:
             served = True
             now = trio.current_time()
             if self._vnet:
-                for packet in batch:
-                    self._input_vnet(packet, now)
+                if self.taps:
+                    for packet in batch:
+                        self._input_vnet(packet, now)
+                else:  # _input_vnet inlined: a call less per packet
+                    inp = self._input
+                    for packet in batch:
+                        inp(memoryview(packet)[_VNET_LEN:], now, not packet[0] & _TRUST)
             else:
                 if self.taps:
                     self._tap_all(batch, now)
