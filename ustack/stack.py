@@ -190,6 +190,7 @@ class Stack:
         self._rng = random.SystemRandom()
         self._orphans = 0
         self._wait_scope: trio.CancelScope | None = None
+        self._wait_deadline = math.inf  # _wait_scope's deadline, as a plain float
         self._woke = False  # the batch woke a task: it runs before we poll
         self._nursery: trio.Nursery | None = None
         self._running = False
@@ -270,10 +271,11 @@ class Stack:
         # makes the scope end early once, harmlessly: the timers then find
         # nothing due and the next scope waits for the real one.
         while True:
-            with trio.CancelScope(deadline=self._next_deadline()) as scope:
-                self._wait_scope = scope
+            deadline = self._next_deadline()
+            with trio.CancelScope(deadline=deadline) as scope:
+                self._wait_scope, self._wait_deadline = scope, deadline
                 await self._serve_link()
-            self._wait_scope = None
+            self._wait_scope, self._wait_deadline = None, math.inf
             self._run_timers(trio.current_time())
 
     async def _serve_link(self) -> None:
@@ -342,12 +344,17 @@ class Stack:
     def _timers_and_wait_deadline(self) -> None:
         """Run due timers; let the wait end no later than the next one."""
         deadline = self._next_deadline()
-        if deadline <= trio.current_time():
-            self._run_timers(trio.current_time())
+        if deadline <= (now := trio.current_time()):
+            self._run_timers(now)
             deadline = self._next_deadline()
+        if deadline < self._wait_deadline:
+            self._lower_wait(deadline)
+
+    def _lower_wait(self, deadline: float) -> None:
+        """End the loop's wait no later than `deadline`."""
         scope = self._wait_scope
-        if scope is not None and deadline < scope.deadline:
-            scope.deadline = deadline
+        if scope is not None:
+            scope.deadline = self._wait_deadline = deadline
 
     def _next_deadline(self) -> float:
         """The earliest timer of the stack: TCBs, TIME_WAIT, IP reassembly."""
@@ -837,9 +844,8 @@ class Stack:
         heapq.heappush(self._heap, (deadline, next(self._heap_seq), tcb))
         if self._heap_stale * 2 > len(self._heap):
             self._prune_heap()
-        scope = self._wait_scope
-        if scope is not None and deadline < scope.deadline:
-            scope.deadline = deadline
+        if deadline < self._wait_deadline:
+            self._lower_wait(deadline)
 
     def _prune_heap(self) -> None:
         """Drop stale timer entries (moved timers, closed connections), so a
@@ -882,9 +888,8 @@ class Stack:
             self.counters["TCPTimeWaitOverflow"] += 1
             return
         self._timewait.add(conn.key, snd_nxt, rcv_nxt, window, deadline, timestamps)
-        scope = self._wait_scope
-        if scope is not None and deadline < scope.deadline:
-            scope.deadline = deadline
+        if deadline < self._wait_deadline:
+            self._lower_wait(deadline)
 
     def _input_time_wait(
         self, row: int, src: bytes, seg: TcpSegment, now: float
