@@ -124,3 +124,25 @@ async def test_no_busy_poll_after_a_batch_that_woke_a_task() -> None:
     assert got == [b"hello"]
     # The datagram's reader must run first: straight back to the wait.
     assert link.log[:3] == ["wait", "read", "wait"]
+
+
+async def test_busy_poll_yields_to_other_tasks_under_steady_traffic() -> None:
+    # A packet on every read: the spin never runs dry, so only its time
+    # slice (a millisecond) lets another task run before the script ends.
+    total = 3000
+    link = ScriptedLink([[syn_to_closed_port(1024 + i % 60000)] for i in range(total)])
+    seen: list[int] = []
+    settings = Settings(shutdown_grace=0.1, busy_poll=50_000)
+    async with Stack(link, US, settings), trio.open_nursery() as nursery:
+
+        async def other() -> None:
+            while True:
+                seen.append(len(link.reads))
+                await trio.lowlevel.checkpoint()
+
+        nursery.start_soon(other)
+        with trio.fail_after(30):
+            await link.all_read.wait()
+        nursery.cancel_scope.cancel()
+    assert len(rst_ports(link)) == total
+    assert any(0 < left < total - 1 for left in seen)  # ran amid the traffic
