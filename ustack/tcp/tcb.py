@@ -1753,9 +1753,16 @@ class Tcb:
             wscale = self.rcv_wscale
             # Receiver window, never shrinking the right edge (RFC 9293 3.8.6.2.2).
             offered = seq_diff(rcv_adv, ack_no)
-            free = self.rcv_buf_size - len(self.rcvbuf)
-            if free - offered >= self._sws_threshold():
-                field = self._window_field(free)
+            size = self.rcv_buf_size
+            free = size - len(self.rcvbuf)
+            # _sws_threshold() and _window_field(free), inlined (per segment).
+            sws = self.mss_local
+            if size // 2 < sws:
+                sws = size // 2
+            if free - offered >= sws:
+                field = (free + (1 << wscale) - 1) >> wscale
+                if field > 0xFFFF:
+                    field = 0xFFFF
             elif offered > 0:
                 # Keep the edge already offered (RFC 1122 4.2.3.3 receiver SWS
                 # avoidance), rounded up so it does not move left (RFC 9293
@@ -1807,7 +1814,10 @@ class Tcb:
             None,
             False,
             (),
-            (self._tsval(), self.ts_recent) if self.ts_ok and not flags & RST else None,
+            # our TSval (_tsval, inlined) and TS.Recent (RFC 7323 3.2)
+            ((int(self.clock * 1000) + self.ts_offset) & MASK, self.ts_recent)
+            if self.ts_ok and not flags & RST
+            else None,
             0,
             codepoint,
         )
