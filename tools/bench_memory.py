@@ -28,8 +28,9 @@ slow: CPU seconds (process time) per MB of a sans-IO TCB pair moving 20 MB
 (MSS 1460, and 64 KB offloaded segments), and per request/response (100 B
 up, 1000 B down) on one connection, also with every segment carried
 through the IPv4/TCP packet codec as `ustack up` with offload does it
-(built with a partial checksum, parsed with the checksum trusted); each root alternately in fresh
-processes, median of --runs (each the best of 5 after a warm-up).
+(built with a partial checksum, parsed with the checksum trusted); each
+root alternately in fresh processes, median of --runs (each the best of 5
+after a warm-up).
 """
 
 from __future__ import annotations
