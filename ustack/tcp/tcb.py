@@ -567,7 +567,9 @@ class Tcb:
         else:
             data = bytes(buf[:max_bytes])
             del buf[:max_bytes]
-        if data and self.state in RECEIVING:
+        st = self.state
+        # `is` first: an enum's hash is a Python-level call (per read).
+        if data and (st is _ESTABLISHED or st in RECEIVING):
             # Window update once the window has grown enough (RFC 1122 4.2.3.3).
             offered = seq_diff(self.rcv_adv, self.rcv_nxt)
             free = self.rcv_buf_size - len(buf)
@@ -1522,7 +1524,9 @@ class Tcb:
     def flush(self, now: float) -> None:
         """Send queued data, our FIN and any owed ACK (RFC 9293 3.10.2, 5681)."""
         self.clock = now
-        if self.state in _OUTPUT_STATES:
+        st = self.state
+        # `is` first: an enum's hash is a Python-level call (every flush).
+        if st is _ESTABLISHED or st in _OUTPUT_STATES:
             self._output_data(now)
         if self.ack_now and self.state is not _CLOSED:
             self._emit(ACK, self.snd_max)
