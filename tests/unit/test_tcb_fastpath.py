@@ -65,6 +65,13 @@ def snapshot(obj: Any, memo: dict[int, Any] | None = None) -> Any:
     return (type(obj).__name__, tuple(fields))
 
 
+_HP = ("TCPHPHits", "TCPHPAcks")
+
+
+def _hp_counts(tcb: Tcb) -> tuple[int, ...]:
+    return tuple(tcb.counters[name] for name in _HP)
+
+
 class Oracle:
     """Replaces Tcb.on_segment: the real call, checked against the slow path."""
 
@@ -86,10 +93,16 @@ class Oracle:
         else:
             self.slow += 1
             assert snapshot(probe) == before, "a refused prediction changed state"
+        hits = _hp_counts(tcb)
         _ORIGINAL(tcb, seg, now)
         slow.clock = now
         slow._on_segment_synchronized(seg, now)
         slow._update_deadline()
+        # Only the fast path counts itself (Linux's TCPHPHits / TCPHPAcks).
+        assert sum(_hp_counts(tcb)) - sum(hits) == (1 if taken else 0)
+        for name in _HP:
+            if name in tcb.counters:
+                slow.counters[name] = tcb.counters[name]
         fast_s, slow_s = snapshot(tcb), snapshot(slow)
         if fast_s != slow_s:
             diff = [(f[0], f[1], g[1]) for f, g in zip(fast_s[1], slow_s[1],

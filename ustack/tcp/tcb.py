@@ -866,7 +866,9 @@ class Tcb:
         if ts is not None:
             self._note_ts_recent(seq, ts[0], now)
         if not n:
+            self.counters["TCPHPAcks"] += 1  # Linux's names (nstat)
             return True
+        self.counters["TCPHPHits"] += 1
         # Step seven, in order and in window: _receive_text's common case.
         if self.ecn_flags:
             self._ecn_receive(seg.flags, seg.ecn)
