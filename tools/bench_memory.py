@@ -26,8 +26,11 @@ this same harness, for a side-by-side comparison.
 `--cpu [--root DIR ...]` instead times the fast path the layout must not
 slow: CPU seconds (process time) per MB of a sans-IO TCB pair moving 20 MB
 (MSS 1460, and 64 KB offloaded segments), and per request/response (100 B
-up, 1000 B down) on one connection; each root alternately in fresh
-processes, median of --runs (each the best of 5 after a warm-up).
+up, 1000 B down) on one connection, also with every segment carried
+through the IPv4/TCP packet codec as `ustack up` with offload does it
+(built with a partial checksum, parsed with the checksum trusted); each
+root alternately in fresh processes, median of --runs (each the best of 5
+after a warm-up).
 """
 
 from __future__ import annotations
@@ -89,14 +92,30 @@ def _build(n: int, exchange: bool) -> list[Any]:
     return servers
 
 
-def _shuttle(a: Any, b: Any, now: float) -> None:
-    """Carry segments both ways until both outboxes stay empty."""
+def _through_wire(seg: Any, src: bytes, dst: bytes) -> Any:
+    """A segment as `ustack up` sends and receives it with offload (the
+    default): IPv4+TCP packet with a partial checksum, parsed back with
+    the checksum trusted (ustack/stack.py _send and _input)."""
+    from ustack.wire.ipv4 import build_tcp_packet, parse_ipv4
+    from ustack.wire.tcp import parse_tcp
+
+    packet = build_tcp_packet(src, dst, seg, 0, partial_csum=True)
+    ip = parse_ipv4(memoryview(packet), fragments=True)
+    return parse_tcp(ip.payload, ip.src, ip.dst, False)
+
+
+def _shuttle(a: Any, b: Any, now: float, wire: bool = False) -> None:
+    """Carry segments both ways until both outboxes stay empty; with
+    `wire`, each through the packet codec."""
     for _ in range(20):
         if not a.outbox and not b.outbox:
             return
         out_a, out_b = list(a.outbox), list(b.outbox)
         a.outbox.clear()
         b.outbox.clear()
+        if wire:
+            out_a = [_through_wire(g, CLIENT_IP, SERVER[0]) for g in out_a]
+            out_b = [_through_wire(g, SERVER[0], CLIENT_IP) for g in out_b]
         for seg in out_a:
             b.on_segment(seg, now)
         for seg in out_b:
@@ -170,8 +189,9 @@ def cpu_bulk(total: int, tso: int) -> float:
     return elapsed / (total / 1e6)
 
 
-def cpu_rr(n: int) -> float:
-    """CPU microseconds per request/response exchange."""
+def cpu_rr(n: int, wire: bool = False) -> float:
+    """CPU microseconds per request/response exchange; with `wire`, every
+    segment also goes through the IPv4/TCP packet codec."""
     import time
 
     now = 1.0
@@ -182,11 +202,11 @@ def cpu_rr(n: int) -> float:
     for _ in range(n):
         a.send(req)
         a.flush(now)
-        _shuttle(a, b, now)
+        _shuttle(a, b, now, wire)
         b.read(1 << 16)
         b.send(resp)
         b.flush(now)
-        _shuttle(a, b, now)
+        _shuttle(a, b, now, wire)
         a.read(1 << 16)
         now += 0.001
     now = _pump(a, b, now)
@@ -201,6 +221,7 @@ def child_cpu() -> dict[str, Any]:
         "bulk_mss_s_per_mb": lambda: cpu_bulk(20_000_000, 0),
         "bulk_tso_s_per_mb": lambda: cpu_bulk(20_000_000, 65536),
         "rr_us": lambda: cpu_rr(5_000),
+        "rr_wire_us": lambda: cpu_rr(5_000, wire=True),
     }
     out: dict[str, Any] = {}
     for name, fn in patterns.items():
@@ -305,9 +326,9 @@ def compare_cpu(roots: list[Path], runs: int) -> int:
     for _ in range(runs):
         for root in roots:  # alternate, so load changes hit both alike
             samples[root].append(_run_child(root, "cpu", 0, False))
-    keys = ("bulk_mss_s_per_mb", "bulk_tso_s_per_mb", "rr_us")
-    labels = ("bulk MSS ms/MB", "bulk 64K ms/MB", "rr us/exchange")
-    scale = (1e3, 1e3, 1.0)
+    keys = ("bulk_mss_s_per_mb", "bulk_tso_s_per_mb", "rr_us", "rr_wire_us")
+    labels = ("bulk MSS ms/MB", "bulk 64K ms/MB", "rr us/exchange", "rr+wire us")
+    scale = (1e3, 1e3, 1.0, 1.0)
     first = {k: statistics.median(s[k] for s in samples[roots[0]]) for k in keys}
     print(f"fast path, CPU (process time), median of {runs}:")
     print(f"{'tree':50} " + " ".join(f"{lab:>16}" for lab in labels))

@@ -5,10 +5,17 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scapy.all import IP, TCP, raw
 
 from ustack.wire.checksum import checksum, pseudo_header_sum
-from ustack.wire.ipv4 import build_tcp_packet, parse_ipv4
+from ustack.wire.ipv4 import (
+    build_ipv4_header,
+    build_tcp_packet,
+    parse_ipv4,
+    with_full_tcp_checksum,
+)
 from ustack.wire.tcp import (
     ACK,
     CWR,
@@ -330,3 +337,36 @@ def test_malformed(reason: str, buf: bytes) -> None:
         parse_tcp(buf, SRC, DST)
     assert ei.value.reason == reason
     assert str(ei.value) == reason
+
+
+@given(
+    seq=st.integers(0, 2**32 - 1),
+    ack=st.integers(0, 2**32 - 1),
+    flags=st.integers(0, 255),
+    window=st.integers(0, 65535),
+    ts=st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
+    payload=st.binary(max_size=64) | st.sampled_from([b"", b"\0" * 1448]),
+    ecn=st.integers(0, 3),
+)
+def test_timestamp_only_packet_matches_the_generic_codec(
+    seq: int, ack: int, flags: int, window: int, ts: tuple[int, int],
+    payload: bytes, ecn: int,
+) -> None:
+    """build_tcp_packet packs a timestamps-only header in one go; it must
+    equal the IPv4 header + build_tcp, and its partial checksum must
+    complete to the full one (with_full_tcp_checksum)."""
+    seg = TcpSegment(40000, 80, seq, ack, flags, window, payload, timestamp=ts,
+                     ecn=ecn)
+    tcp = build_tcp(seg, SRC, DST)
+    pkt = build_tcp_packet(SRC, DST, seg, ident=7)
+    ip = bytearray(build_ipv4_header(SRC, DST, 6, len(tcp), 7))
+    ip[1] = ecn
+    ip[10:12] = b"\0\0"
+    ip[10:12] = checksum(bytes(ip)).to_bytes(2, "big")
+    assert pkt == bytes(ip) + tcp
+    partial = build_tcp_packet(SRC, DST, seg, ident=7, partial_csum=True)
+    assert partial[:36] == pkt[:36] and partial[38:] == pkt[38:]
+    assert with_full_tcp_checksum(partial) == pkt
+    back = parse_tcp(parse_ipv4(pkt).payload, SRC, DST)
+    assert (back.seq, back.ack, back.flags, back.window, back.timestamp,
+            back.payload) == (seq, ack, flags, window, ts, payload)

@@ -28,7 +28,7 @@ from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.recovery import CaState, LossRecovery
 from ustack.tcp.rto import RtoEstimator
 from ustack.tcp.rtxq import Sent
-from ustack.tcp.seq import MASK, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
+from ustack.tcp.seq import HALF, MASK, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
 from ustack.tcp.state import RECEIVING, State
 from ustack.wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TcpSegment
 
@@ -567,7 +567,9 @@ class Tcb:
         else:
             data = bytes(buf[:max_bytes])
             del buf[:max_bytes]
-        if data and self.state in RECEIVING:
+        st = self.state
+        # `is` first: an enum's hash is a Python-level call (per read).
+        if data and (st is _ESTABLISHED or st in RECEIVING):
             # Window update once the window has grown enough (RFC 1122 4.2.3.3).
             offered = seq_diff(self.rcv_adv, self.rcv_nxt)
             free = self.rcv_buf_size - len(buf)
@@ -719,7 +721,9 @@ class Tcb:
     def on_segment(self, seg: TcpSegment, now: float) -> None:
         self.clock = now
         st = self.state
-        if st is _SYN_SENT:
+        if st is _ESTABLISHED and self._on_segment_predicted(seg, now):
+            pass
+        elif st is _SYN_SENT:
             self._on_segment_syn_sent(seg, now)
         elif st is _TIME_WAIT:
             self._on_segment_time_wait(seg, now)
@@ -813,6 +817,71 @@ class Tcb:
             # tcp_timewait_check_oow_rate_limit).
             self._rate_limited_ack(now, "TCPACKSkippedTimeWait")
 
+    def _on_segment_predicted(self, seg: TcpSegment, now: float) -> bool:
+        """Header prediction (Van Jacobson; Linux tcp_rcv_established's fast
+        path), in ESTABLISHED: the next in-order segment, flags ACK or
+        ACK|PSH, no SACK blocks, a timestamp PAWS accepts, an ACK within
+        [SND.UNA, SND.MAX], text that fits the offered window, nothing out of
+        order held and no FIN of ours queued. Such a segment passes the
+        checks of RFC 9293 3.10.7.4 steps one to five whatever they are, so
+        they are skipped; what it changes is what the slow path
+        (_on_segment_synchronized) would change. False, with nothing
+        changed, for any other segment."""
+        seq = seg.seq
+        rcv_nxt = self.rcv_nxt
+        if (
+            seq != rcv_nxt
+            or seg.flags | PSH != ACK | PSH
+            or seg.sack_blocks
+            or self._ooo is not None
+            or self.fin_seq is not None
+        ):
+            return False
+        ts = seg.timestamp if self.ts_ok else None
+        if ts is not None:
+            tsval = ts[0]
+            ts_recent = self.ts_recent
+            if tsval != ts_recent and (tsval - ts_recent) & MASK >= HALF:
+                return False  # older than TS.Recent: PAWS decides (slow path)
+        ack = seg.ack
+        una = self.snd_una
+        if (ack - una) & MASK > (self.snd_max - una) & MASK:
+            return False  # acknowledges nothing sent, or is old
+        payload = seg.payload
+        n = len(payload)
+        if n:
+            room = (self.rcv_adv - rcv_nxt) & MASK
+            if self.app_closed or room & HALF or n > room:
+                return False
+        # Step five (_process_ack), for an ACK that is in range.
+        if self.keepalive:
+            self.ka_probes = 0
+            self.ka_deadline = now + self.ka_idle
+        self.persist_probes = 0
+        self.soft_error = 0
+        wnd = seg.window << self.snd_wscale
+        if una != self.snd_max:
+            self._sender_ack(seg, wnd, ack != una, now)
+        self._update_send_window(seq, ack, wnd)
+        if ts is not None:
+            self._note_ts_recent(seq, ts[0], now)
+        if not n:
+            self.counters["TCPHPAcks"] += 1  # Linux's names (nstat)
+            return True
+        self.counters["TCPHPHits"] += 1
+        # Step seven, in order and in window: _receive_text's common case.
+        if self.ecn_flags:
+            self._ecn_receive(seg.flags, seg.ecn)
+        if not self.read_closed:
+            self._deliver(payload)
+        self.rcv_nxt = (rcv_nxt + n) & MASK
+        self.segs_unacked += 1
+        if self.segs_unacked >= 2:
+            self.ack_now = True
+        elif self.delack_deadline is None:
+            self.delack_deadline = now + self.settings.delack
+        return True
+
     def _on_segment_synchronized(self, seg: TcpSegment, now: float) -> None:
         flags = seg.flags
         payload = seg.payload
@@ -900,13 +969,8 @@ class Tcb:
         # RFC 7323 5.3 R3: remember the timestamp to echo. Only now, after the
         # RST, SYN and ACK checks (as Linux): a blind in-window SYN must not
         # move TS.Recent, or PAWS would then reject the real peer.
-        if (
-            ts is not None
-            and seq_le(seq, self.last_ack_sent)
-            and seq_ge(ts[0], self.ts_recent)
-        ):
-            self.ts_recent = ts[0]
-            self.ts_recent_age = now
+        if ts is not None:
+            self._note_ts_recent(seq, ts[0], now)
         # Seventh: segment text.
         if payload and self.state in RECEIVING:
             if self.app_closed:
@@ -924,6 +988,13 @@ class Tcb:
                 self._on_fin(now)
             elif seq_gt(fin_at, self.rcv_nxt):
                 self._ooo_queue().fin_seq = fin_at
+
+    def _note_ts_recent(self, seq: int, tsval: int, now: float) -> None:
+        """RFC 7323 5.3 R3 (and 4.3): TS.Recent from a segment that starts
+        at or before Last.ACK.sent, when its TSval is not older."""
+        if seq_le(seq, self.last_ack_sent) and seq_ge(tsval, self.ts_recent):
+            self.ts_recent = tsval
+            self.ts_recent_age = now
 
     def _ecn_receive(self, flags: int, codepoint: int) -> None:
         """RFC 3168 6.1.3 for a data segment: CWR ends our ECE echo (Linux
@@ -999,22 +1070,8 @@ class Tcb:
         advanced = seq_gt(ack, una)
         if una != self.snd_max:
             self._sender_ack(seg, wnd, advanced, now)
-        # Send window update (RFC 9293 3.10.7.4, SND.WL1/WL2 rule).
-        if seq_ge(ack, una) and (
-            seq_lt(self.snd_wl1, seg.seq)
-            or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, ack))
-        ):
-            self.snd_wnd = wnd
-            self.snd_wl1, self.snd_wl2 = seg.seq, ack
-            if wnd > self.max_snd_wnd:
-                self.max_snd_wnd = wnd
-            if wnd and self.persist:
-                self.persist = False
-                self.persist_backoff = 0
-                self.rtx_deadline = None
-                # The probes' backoff says nothing about the path (Linux
-                # clears it too): do not let it delay the next retransmission.
-                self.rto.reset_backoff()
+        if seq_ge(ack, una):
+            self._update_send_window(seg.seq, ack, wnd)
         st = self.state
         fin_acked = self.fin_seq is not None and seq_gt(self.snd_una, self.fin_seq)
         if fin_acked:
@@ -1028,6 +1085,27 @@ class Tcb:
                 self._enter_closed()
                 return False
         return True
+
+    def _update_send_window(self, seq: int, ack: int, wnd: int) -> None:
+        """Send window update (RFC 9293 3.10.7.4, SND.WL1/WL2 rule), for an
+        ACK at or above the SND.UNA it arrived with."""
+        wl1 = self.snd_wl1
+        if wl1 == seq:
+            if not seq_le(self.snd_wl2, ack):
+                return
+        elif not seq_lt(wl1, seq):
+            return
+        self.snd_wnd = wnd
+        self.snd_wl1, self.snd_wl2 = seq, ack
+        if wnd > self.max_snd_wnd:
+            self.max_snd_wnd = wnd
+        if wnd and self.persist:
+            self.persist = False
+            self.persist_backoff = 0
+            self.rtx_deadline = None
+            # The probes' backoff says nothing about the path (Linux
+            # clears it too): do not let it delay the next retransmission.
+            self.rto.reset_backoff()
 
     def _sender_ack(
         self, seg: TcpSegment, wnd: int, advanced: bool, now: float
@@ -1420,19 +1498,22 @@ class Tcb:
         self.ka_deadline = now + self.ka_intvl
 
     def _update_deadline(self) -> None:
-        best: float | None = None
-        for d in (
-            self.rtx_deadline,
-            self.close_deadline,
-            self.delack_deadline,
-            self.ka_deadline,
-        ):
+        # The earliest timer; unrolled, as it runs after every call.
+        best = self.rtx_deadline
+        d = self.close_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self.delack_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self.ka_deadline
+        if d is not None and (best is None or d < best):
+            best = d
+        pacer = self.pacer
+        if pacer is not None:
+            d = pacer.deadline
             if d is not None and (best is None or d < best):
                 best = d
-        pacer = self.pacer
-        paced = pacer.deadline if pacer is not None else None
-        if paced is not None and (best is None or paced < best):
-            best = paced
         self.deadline = best
 
     def _arm_rtx(self, now: float) -> None:
@@ -1445,7 +1526,9 @@ class Tcb:
     def flush(self, now: float) -> None:
         """Send queued data, our FIN and any owed ACK (RFC 9293 3.10.2, 5681)."""
         self.clock = now
-        if self.state in _OUTPUT_STATES:
+        st = self.state
+        # `is` first: an enum's hash is a Python-level call (every flush).
+        if st is _ESTABLISHED or st in _OUTPUT_STATES:
             self._output_data(now)
         if self.ack_now and self.state is not _CLOSED:
             self._emit(ACK, self.snd_max)
@@ -1464,7 +1547,7 @@ class Tcb:
         cwnd = rec.cc
         if rec.send_new_first and not self._new_data_allowed():
             rec.send_new_first = rec.frto = False  # F-RTO: nothing new to send
-        seg_max = self._seg_max()
+        seg_max = self._seg_max() if q.pending else 0
         blocked = False
         # Pacing: -1 = no limit; else the bytes this pass may send.
         pacer = self.pacer
@@ -1568,12 +1651,14 @@ class Tcb:
         probe sends one segment whatever cwnd says (RFC 8985 7.3)."""
         rec = self._rec or self.rec
         q = rec.queue
-        cc = rec.cc
-        mss = self.mss
-        seg_max = mss if probe else self._seg_max()
         sndbuf = self.sndbuf
         buf_off = self._off(self.sndbuf_seq)
         end_off = buf_off + len(sndbuf)
+        if end_off <= q.nxt:
+            return 0  # nothing unsent (most flushes after an ACK)
+        cc = rec.cc
+        mss = self.mss
+        seg_max = mss if probe else self._seg_max()
         fin_seq = self.fin_seq
         wnd_end = self.una_off + self.snd_wnd
         sent = 0
@@ -1670,11 +1755,20 @@ class Tcb:
             self.counters["OutRsts"] += 1
         if flags & ACK:
             ack_no = self.rcv_nxt
+            rcv_adv = self.rcv_adv
+            wscale = self.rcv_wscale
             # Receiver window, never shrinking the right edge (RFC 9293 3.8.6.2.2).
-            offered = seq_diff(self.rcv_adv, self.rcv_nxt)
-            free = self.rcv_buf_size - len(self.rcvbuf)
-            if free - offered >= self._sws_threshold():
-                field = self._window_field(free)
+            offered = seq_diff(rcv_adv, ack_no)
+            size = self.rcv_buf_size
+            free = size - len(self.rcvbuf)
+            # _sws_threshold() and _window_field(free), inlined (per segment).
+            sws = self.mss_local
+            if size // 2 < sws:
+                sws = size // 2
+            if free - offered >= sws:
+                field = (free + (1 << wscale) - 1) >> wscale
+                if field > 0xFFFF:
+                    field = 0xFFFF
             elif offered > 0:
                 # Keep the edge already offered (RFC 1122 4.2.3.3 receiver SWS
                 # avoidance), rounded up so it does not move left (RFC 9293
@@ -1685,12 +1779,12 @@ class Tcb:
                 # than one unit, RFC 7323 2.4); data up to rcv_adv is still
                 # accepted, so nothing the sender already sent is dropped.
                 field = self._window_field(offered)
-                if field << self.rcv_wscale > free + (1 << self.rcv_wscale) - 1:
-                    field = min(offered >> self.rcv_wscale, 0xFFFF)
+                if field << wscale > free + (1 << wscale) - 1:
+                    field = min(offered >> wscale, 0xFFFF)
             else:
                 field = 0
-            edge = (ack_no + (field << self.rcv_wscale)) & MASK
-            if seq_gt(edge, self.rcv_adv):
+            edge = (ack_no + (field << wscale)) & MASK
+            if seq_gt(edge, rcv_adv):
                 self.rcv_adv = edge
             self.ack_now = False
             self.segs_unacked = 0
@@ -1713,6 +1807,7 @@ class Tcb:
                 if ef & ecn.QUEUE_CWR:
                     flags |= CWR
                     self.ecn_flags = ef & ~ecn.QUEUE_CWR
+        # Positional: keyword arguments cost more on this per-segment call.
         segment = TcpSegment(
             self.local_port,
             self.remote_port,
@@ -1721,10 +1816,17 @@ class Tcb:
             flags,
             field,
             payload,
-            ecn=codepoint,
+            None,
+            None,
+            False,
+            (),
+            # our TSval (_tsval, inlined) and TS.Recent (RFC 7323 3.2)
+            ((int(self.clock * 1000) + self.ts_offset) & MASK, self.ts_recent)
+            if self.ts_ok and not flags & RST
+            else None,
+            0,
+            codepoint,
         )
-        if self.ts_ok and not flags & RST:
-            segment.timestamp = (self._tsval(), self.ts_recent)
         ooo = self._ooo
         held = ooo is not None and ooo.size
         if self.sack_ok and flags & ACK and (held or self.dsack):

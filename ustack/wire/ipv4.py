@@ -5,14 +5,23 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ustack.wire.checksum import checksum, pseudo_header_sum, verify
-from ustack.wire.tcp import TcpSegment, WireError, _encode, _options
+from ustack.wire.checksum import checksum, pseudo_header_sum
+from ustack.wire.tcp import (
+    TcpSegment,
+    WireError,
+    _encode,
+    _options,
+    timestamps_only,
+)
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
 
 _HDR = struct.Struct("!BBHHHBBH4s4s")
 _HDR_TCP = struct.Struct("!BBHHHBBH4s4sHHIIBBHHH")  # IPv4 + fixed TCP header
+# ... + NOP NOP TIMESTAMP: the usual data segment and ACK, in one pack.
+_HDR_TCP_TS = struct.Struct("!BBHHHBBH4s4sHHIIBBHHHIII")
+_TS_LEAD = 0x0101080A  # NOP, NOP, kind 8, length 10 (RFC 7323 Appendix A)
 _DF = 0x4000
 _MF_OFFSET = 0x3FFF  # MF flag | fragment offset
 
@@ -51,8 +60,10 @@ def parse_ipv4(
         raise WireError("bad_ihl")
     if total < hlen or total > n:
         raise WireError("bad_len")
-    mv = memoryview(buf)
-    if not verify(mv[:hlen]):
+    mv = buf if isinstance(buf, memoryview) else memoryview(buf)
+    # checksum.verify by one reduction: the version nibble makes the header
+    # nonzero, so a residue of 0 means the sum 0xFFFF (RFC 1071).
+    if int.from_bytes(mv[:hlen], "big") % 0xFFFF:
         raise WireError("bad_ip_csum")
     frag &= _MF_OFFSET
     if frag and not fragments:
@@ -98,17 +109,25 @@ def build_tcp_packet(
     sum, for a device that completes it (virtio NEEDS_CSUM, CHECKSUM_PARTIAL).
     """
     addr_sum = int.from_bytes(src, "big") + int.from_bytes(dst, "big")
-    if partial_csum:
+    payload = seg.payload
+    ts = seg.timestamp
+    # The usual data segment or ACK carries timestamps alone: its option
+    # goes into the same pack as the headers (no option bytes to join).
+    ts_only = ts is not None and timestamps_only(seg)
+    if ts_only:
+        opts, tcp_hlen = b"", 32
+        if not partial_csum:
+            tcp_csum = _encode(seg, addr_sum)[2]
+    elif partial_csum:
         opts, tcp_hlen = _options(seg)
-        pseudo = (addr_sum + PROTO_TCP + tcp_hlen + len(seg.payload)) % 0xFFFF
-        tcp_csum = pseudo or 0xFFFF
     else:
         opts, tcp_hlen, tcp_csum = _encode(seg, addr_sum)
-    payload = seg.payload
+    if partial_csum:
+        tcp_csum = (addr_sum + PROTO_TCP + tcp_hlen + len(payload)) % 0xFFFF or 0xFFFF
     total = 20 + tcp_hlen + len(payload)
     ident &= 0xFFFF
     tos = seg.ecn
-    hdr = _HDR_TCP.pack(
+    fields = (
         0x45,
         tos,
         total,
@@ -129,6 +148,10 @@ def build_tcp_packet(
         tcp_csum,
         seg.urg_ptr,
     )
+    if ts is not None and ts_only:
+        hdr = _HDR_TCP_TS.pack(*fields, _TS_LEAD, ts[0], ts[1])
+    else:
+        hdr = _HDR_TCP.pack(*fields)
     if opts:
         return b"".join((hdr, opts, payload))
     return hdr + payload

@@ -16,7 +16,6 @@ import struct
 from dataclasses import dataclass
 
 from ustack.wire.checksum import pseudo_header_sum
-from ustack.wire.checksum import verify as _verify
 
 FIN = 0x01
 SYN = 0x02
@@ -70,7 +69,9 @@ _MSS = struct.Struct("!BBH")
 _TS = struct.Struct("!BBII")
 _TS4 = struct.Struct("!BBBBII")  # NOP NOP TS, or SACK_PERM TS
 _BLOCK = struct.Struct("!II")
-_TS_FAST = struct.Struct("!III")
+# Fixed header + NOP NOP TIMESTAMP: the usual data segment, in one unpack.
+_HDR_TS = struct.Struct("!HHIIBBHHHIII")
+_TS_LEAD = 0x0101080A  # NOP, NOP, kind 8, length 10
 _MAX_OPT = 40  # 4-bit data offset: header <= 60 bytes
 
 # kind -> required length (RFC 9293 3.2, RFC 7323 2.2/3.2, RFC 2018 2)
@@ -127,21 +128,41 @@ def parse_tcp(
     n = len(buf)
     if n < 20:
         raise WireError("short")
-    sport, dport, seq, ack, off, flags, win, _, urg = _HDR.unpack_from(buf)
-    hlen = (off >> 4) << 2
+    hlen = (buf[12] >> 4) << 2
     if hlen < 20 or hlen > n:
         raise WireError("bad_doff")
-    if verify and not _verify(buf, pseudo_header_sum(src_ip, dst_ip, 6, n)):
-        raise WireError("bad_tcp_csum")
+    if verify:
+        # RFC 1071 by one reduction, as checksum.verify: the pseudo-header's
+        # protocol term is nonzero, so a residue of 0 means the sum 0xFFFF.
+        s = int.from_bytes(buf, "big") % 0xFFFF
+        if n & 1:
+            s <<= 8
+        if (s + pseudo_header_sum(src_ip, dst_ip, 6, n)) % 0xFFFF:
+            raise WireError("bad_tcp_csum")
+    if hlen == 32:  # NOP NOP TIMESTAMP alone, as on Linux data segments?
+        sport, dport, seq, ack, _, flags, win, _, urg, lead, tsval, tsecr = (
+            _HDR_TS.unpack_from(buf)
+        )
+        if lead == _TS_LEAD:  # one unpack, positional fields
+            return TcpSegment(
+                sport, dport, seq, ack, flags, win, bytes(buf[32:]),
+                None, None, False, (), (tsval, tsecr), urg,
+            )
+    sport, dport, seq, ack, _, flags, win, _, urg = _HDR.unpack_from(buf)
     seg = TcpSegment(sport, dport, seq, ack, flags, win, bytes(buf[hlen:]), urg_ptr=urg)
-    if hlen == 32:  # fast path: NOP NOP TIMESTAMP, as on Linux data segments
-        lead, tsval, tsecr = _TS_FAST.unpack_from(buf, 20)
-        if lead == 0x0101080A:
-            seg.timestamp = (tsval, tsecr)
-            return seg
     if hlen > 20:
         _parse_options(buf, hlen, seg)
     return seg
+
+
+def timestamps_only(seg: TcpSegment) -> bool:
+    """No option but (maybe) timestamps: the usual data segment or ACK."""
+    return (
+        seg.mss is None
+        and seg.wscale is None
+        and not seg.sack_permitted
+        and not seg.sack_blocks
+    )
 
 
 def _build_options(seg: TcpSegment) -> bytes:
@@ -151,13 +172,7 @@ def _build_options(seg: TcpSegment) -> bytes:
     end (RFC 2018 3: the first block must be the most recent one).
     """
     ts = seg.timestamp
-    if (
-        ts is not None
-        and seg.mss is None
-        and seg.wscale is None
-        and not seg.sack_permitted
-        and not seg.sack_blocks
-    ):
+    if ts is not None and timestamps_only(seg):
         return _TS4.pack(1, 1, 8, 10, ts[0], ts[1])  # usual data segment
     parts: list[bytes] = []
     if seg.mss is not None:
