@@ -1470,8 +1470,9 @@ class Tcb:
         pacer = self.pacer
         budget = -1
         if pacer is not None:
-            pacer.deadline = None
             budget = self._pacing_budget(pacer, now)
+            if cwnd.sampler is not None:
+                cwnd.sampler.pacer = pacer  # send times from the schedule
         paced = 0
         while q.pending:
             if rec.in_flight() >= cwnd.cwnd:
@@ -1541,6 +1542,7 @@ class Tcb:
     def _after_paced_burst(
         self, pacer: Pacer, paced: int, budget: int, now: float
     ) -> None:
+        pacer.end_burst()
         if paced:
             pacer.on_sent(paced, -(-paced // self.mss), now)
         if budget >= 0 and paced >= budget and budget:
