@@ -34,11 +34,11 @@ RTT sampled every 0.2 s (ustack: the connection's srtt from `ustack ss`;
 Linux: tcpi_rtt, also the kernel's srtt), so both columns are the same
 kind of figure. The path's base RTT is measured, not assumed: before each
 transfer 10 pings cross the idle impaired path (both directions, like the
-data), and each flow reports its own minimum raw RTT (Linux tcpi_min_rtt,
-ustack BBR's min_rtt filter). "path base" is the minimum of all of these
-over every run of that path (every sender, every seed), and "RTT/base" the
-sender's median RTT over it: a queue the flow itself keeps can not raise
-the base it is compared with.
+data); "path base" is the fastest of them over every run of that path
+(every sender, every seed), and "RTT/base" the sender's median RTT over
+it, so a queue a flow keeps cannot raise the base it is compared with.
+Each flow's own minimum raw RTT (Linux tcpi_min_rtt, ustack BBR's min_rtt
+filter) goes into the JSON samples as flow_min_rtt_ms.
 The time is from connect() to the last byte of the answer. The senders'
 order rotates with the seed; the namespace is deleted after every transfer,
 and every transfer is bounded by --timeout. Tables: median seconds per
@@ -531,15 +531,12 @@ def medians(samples: Sequence[Sample], path: str, sender: str) -> dict[str, Any]
 
 
 def path_base_rtt(samples: Sequence[Sample], path: str) -> float | None:
-    """The path's base RTT: the lowest idle-path ping or flow minimum RTT
-    of any run on it (any sender, any seed)."""
-    found = [
-        v
-        for s in samples
-        if s.path == path
-        for v in (s.ping_min_ms, s.flow_min_rtt_ms)
-        if v is not None
-    ]
+    """The path's base RTT: the fastest idle-path ping of any run on it (any
+    sender, any seed), the one figure taken the same way for every sender.
+    (The flows' own minima are kept in the samples; Linux's tcpi_min_rtt
+    can read below the path's delay, as Linux stamps paced segments with
+    their EDT departure time, which may lie ahead of the actual send.)"""
+    found = [s.ping_min_ms for s in samples if s.path == path and s.ping_min_ms]
     return min(found) if found else None
 
 
