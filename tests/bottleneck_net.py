@@ -6,11 +6,22 @@ drop-tail queue of `queue` packets (like netem rate + limit); everything
 else only sees the propagation delay (`delay` each way). The receivers
 read what arrives at once, so only the network limits the flows. The
 queueing delay of every data packet is recorded, to check standing queues.
+
+`stalls=(mean_gap, max_len, seed)` makes the senders' host stall now and then
+(a busy machine, an event loop that wakes late): a segment reaching a sender
+or a sender's timer due during a stall is handled when the stall ends, all
+of them with that one `now`, as a late event loop does. The network keeps
+its own time meanwhile, as a real one does, unless `coupled`: then the link
+stalls with the sender's host, as ustack's own impairment layer (which runs
+in the stack's process) does: packets due out of the link, and the peer's
+answers waiting to enter it, wait for the stall to end.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import random
 
 from ustack.config import Settings
 from ustack.tcp.state import State
@@ -37,7 +48,13 @@ class Flow:
 
 class BottleneckNet:
     def __init__(
-        self, rate: float, delay: float, queue: int, mss: int = 1460
+        self,
+        rate: float,
+        delay: float,
+        queue: int,
+        mss: int = 1460,
+        stalls: tuple[float, float, int] | None = None,
+        coupled: bool = False,
     ) -> None:
         self.rate = rate
         self.delay = delay
@@ -51,6 +68,30 @@ class BottleneckNet:
         self.backlog: list[float] = []  # departure times of queued packets
         self.queue_delays: list[tuple[float, float]] = []  # (time, seconds)
         self.drops = 0
+        self._stalls: list[tuple[float, float]] = []  # (start, end), sorted
+        self._stall_rng: random.Random | None = None
+        self._stall_gap = self._stall_len = 0.0
+        if stalls is not None:
+            self._stall_gap, self._stall_len, seed = stalls
+            self._stall_rng = random.Random(seed)
+        self._stall_ends: list[float] = []
+        self.coupled = coupled
+
+    def _awake(self, t: float) -> float:
+        """When the senders' host handles something due at t."""
+        rng = self._stall_rng
+        if rng is None:
+            return t
+        stalls = self._stalls
+        while not stalls or stalls[-1][1] <= t:
+            start = (stalls[-1][1] if stalls else 0.0) + rng.expovariate(
+                1 / self._stall_gap
+            )
+            stalls.append((start, start + rng.uniform(0, self._stall_len)))
+            self._stall_ends.append(stalls[-1][1])
+        i = bisect.bisect_right(self._stall_ends, t)  # first ending after t
+        start, end = stalls[i]
+        return end if start <= t else t
 
     def add_flow(self, settings: Settings, nbytes: int) -> Flow:
         flow = Flow(len(self.flows), settings, self.mss, self.now)
@@ -79,7 +120,8 @@ class BottleneckNet:
             self.queue_delays.append((now, start - now))
             self._push(self.link_free + self.delay, flow, direction, seg)
         else:
-            self._push(now + self.delay, flow, direction, seg)
+            entry = self._awake(now) if self.coupled and direction == "B>A" else now
+            self._push(entry + self.delay, flow, direction, seg)
 
     def _collect(self, flow: Flow) -> None:
         for tcb, direction in ((flow.a, "A>B"), (flow.b, "B>A")):
@@ -120,7 +162,8 @@ class BottleneckNet:
 
     def run(self, until: float) -> None:
         for _ in range(20_000_000):
-            times = [t for f in self.flows for tcb in (f.a, f.b)
+            times = [self._awake(t) if tcb is f.a else t
+                     for f in self.flows for tcb in (f.a, f.b)
                      if tcb is not None and (t := tcb.deadline) is not None]
             nxt = min(times) if times else None
             if self._heap and (nxt is None or self._heap[0][0] < nxt):
@@ -131,13 +174,19 @@ class BottleneckNet:
             self.now = max(self.now, nxt)
             touched: set[int] = set()
             while self._heap and self._heap[0][0] <= self.now:
-                _, _, i, direction, seg = heapq.heappop(self._heap)
+                when, _, i, direction, seg = heapq.heappop(self._heap)
+                if direction == "B>A" or self.coupled:
+                    later = self._awake(when)
+                    if later > self.now:  # the sender's host is stalled
+                        self._push(later, self.flows[i], direction, seg)
+                        continue
                 self._deliver(self.flows[i], direction, seg)
                 touched.add(i)
             for f in self.flows:
                 for tcb in (f.a, f.b):
                     if tcb is not None and tcb.deadline is not None \
-                            and tcb.deadline <= self.now:
+                            and tcb.deadline <= self.now \
+                            and (tcb is not f.a or self._awake(self.now) <= self.now):
                         tcb.on_timer(self.now)
                         touched.add(f.index)
             for i in touched:

@@ -29,8 +29,16 @@ N MB transfer runs through the impaired link:
 - ustack-bbr-x2 (bottleneck path only): two GETs from ustack BBR at once,
   sharing the one impaired link; each one's goodput is its share.
 
-RTT: the median, 90th percentile and minimum of the samples; on the
-bottleneck path (20 ms each way) the minimum is about the path's 40 ms.
+RTT the flow sees: the median, 90th percentile and minimum of the smoothed
+RTT sampled every 0.2 s (ustack: the connection's srtt from `ustack ss`;
+Linux: tcpi_rtt, also the kernel's srtt), so both columns are the same
+kind of figure. The path's base RTT is measured, not assumed: before each
+transfer 10 pings cross the idle impaired path (both directions, like the
+data); "path base" is the fastest of them over every run of that path
+(every sender, every seed), and "RTT/base" the sender's median RTT over
+it, so a queue a flow keeps cannot raise the base it is compared with.
+Each flow's own minimum raw RTT (Linux tcpi_min_rtt, ustack BBR's min_rtt
+filter) goes into the JSON samples as flow_min_rtt_ms.
 The time is from connect() to the last byte of the answer. The senders'
 order rotates with the seed; the namespace is deleted after every transfer,
 and every transfer is bounded by --timeout. Tables: median seconds per
@@ -92,13 +100,15 @@ def pattern(n: int) -> bytes:
     return (block * (n // 251 + 1))[:n]
 
 
-def tcp_info_rtt_ms(sock: socket.socket) -> float | None:
-    """The kernel's smoothed RTT of `sock` (struct tcp_info's tcpi_rtt, us)."""
-    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+def tcp_info_rtt_ms(sock: socket.socket) -> tuple[float | None, float | None]:
+    """The kernel's smoothed RTT of `sock` and its minimum raw RTT sample
+    (struct tcp_info's tcpi_rtt at byte 68 and tcpi_min_rtt at 148, us)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 152)
     if len(info) < 72:
-        return None
+        return None, None
     (rtt_us,) = struct.unpack_from("=I", info, 68)
-    return rtt_us / 1000 if rtt_us else None
+    min_us = struct.unpack_from("=I", info, 148)[0] if len(info) >= 152 else 0
+    return (rtt_us / 1000 if rtt_us else None), (min_us / 1000 if min_us else None)
 
 
 def _recv_until(
@@ -175,6 +185,7 @@ def client_post(nbytes: int, cc: str, timeout: float) -> dict[str, Any]:
             raise RuntimeError(f"TCP_CONGESTION {cc} did not stick: {chosen}")
         sock.settimeout(timeout)
         rtts: list[float] = []
+        min_rtts: list[float] = []
         next_sample = 0.0
 
         def sample() -> None:
@@ -182,9 +193,11 @@ def client_post(nbytes: int, cc: str, timeout: float) -> dict[str, Any]:
             now = time.monotonic()
             if now >= next_sample:
                 next_sample = now + RTT_POLL
-                rtt = tcp_info_rtt_ms(sock)
+                rtt, min_rtt = tcp_info_rtt_ms(sock)
                 if rtt is not None:
                     rtts.append(rtt)
+                if min_rtt is not None:
+                    min_rtts.append(min_rtt)
 
         start = time.monotonic()
         sock.connect((SERVER, HTTP_PORT))
@@ -211,7 +224,12 @@ def client_post(nbytes: int, cc: str, timeout: float) -> dict[str, Any]:
     digest = parts[1].strip().decode(errors="replace")
     if digest != hashlib.sha256(body).hexdigest():
         raise RuntimeError(f"wrong digest from /sha256: {parts!r}")
-    return {"seconds": seconds, "cc": chosen, "rtt_ms": rtts}
+    return {
+        "seconds": seconds,
+        "cc": chosen,
+        "rtt_ms": rtts,
+        "flow_min_rtt_ms": min(min_rtts) if min_rtts else None,
+    }
 
 
 def client_main(argv: Sequence[str]) -> int:
@@ -254,6 +272,8 @@ class Sample:
     rtt_ms: float | None = None  # median of the RTT samples during the run
     rtt_p90_ms: float | None = None
     rtt_min_ms: float | None = None
+    ping_min_ms: float | None = None  # idle path, before the transfer
+    flow_min_rtt_ms: float | None = None  # the flow's own minimum raw RTT
     shares: list[float] = field(default_factory=list)  # Mbit/s per flow (x2)
     rtos: int | None = None
     retrans: int | None = None
@@ -282,6 +302,7 @@ class RttPoller:
     def __init__(self, control: str) -> None:
         self.control = control
         self.samples: list[float] = []
+        self.min_rtts: list[float] = []  # BBR's min_rtt filter, when shown
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -303,6 +324,39 @@ class RttPoller:
                     local = str(row.get("local", ""))
                     if local.endswith(f":{HTTP_PORT}") and row.get("rtt") is not None:
                         self.samples.append(float(row["rtt"]) * 1000)
+                        mrtt = (row.get("bbr") or {}).get("mrtt")
+                        if mrtt:
+                            self.min_rtts.append(float(mrtt) * 1000)
+
+    @property
+    def flow_min_rtt_ms(self) -> float | None:
+        return min(self.min_rtts) if self.min_rtts else None
+
+
+PING_COUNT = 10
+
+
+def ping_min_ms(ns: Any) -> float | None:
+    """The idle path's RTT: the fastest of PING_COUNT pings to ustack, which
+    cross the impairment both ways as the data and its ACKs do."""
+    proc = ns.run(
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        str(PING_COUNT),
+        "-i",
+        "0.05",
+        "-W",
+        "2",
+        SERVER,
+        timeout=30,
+        check=False,
+    )
+    for line in proc.stdout.decode(errors="replace").splitlines():
+        if "min/avg/max" in line:
+            return float(line.split("=")[1].split("/")[0])
+    return None
 
 
 def _kernel_counters(ns: Any) -> dict[str, int]:
@@ -350,6 +404,7 @@ def run_one(path: str, spec: str, seed: int, sender: str, p: Params) -> Sample:
             log_dir="/tmp",
         )
         control = f"/run/ustack/ustack0@{ns.name}.sock"
+        sample.ping_min_ms = ping_min_ms(ns)
         client = [sys.executable, str(Path(__file__).resolve()), "client"]
         limit = p.timeout + 30
         if sender == "ustack-bbr-x2":
@@ -359,6 +414,7 @@ def run_one(path: str, spec: str, seed: int, sender: str, p: Params) -> Sample:
                 procs = [ns.popen(*get, **pipes) for _ in range(2)]
                 outs = [pr.communicate(timeout=limit) for pr in procs]
             rtts = poller.samples
+            sample.flow_min_rtt_ms = poller.flow_min_rtt_ms
             secs = []
             for pr, (out, err) in zip(procs, outs, strict=True):
                 if pr.returncode != 0:
@@ -381,6 +437,7 @@ def run_one(path: str, spec: str, seed: int, sender: str, p: Params) -> Sample:
                     check=False,
                 )
             rtts = poller.samples
+            sample.flow_min_rtt_ms = poller.flow_min_rtt_ms
             counters = _control_request(control, {"cmd": "stats"})["counters"]
             sample.rtos = int(counters.get("TCPTimeouts", 0))
             sample.retrans = int(counters.get("RetransSegs", 0))
@@ -406,6 +463,8 @@ def run_one(path: str, spec: str, seed: int, sender: str, p: Params) -> Sample:
         result = json.loads(proc.stdout.decode().strip().splitlines()[-1])
         sample.seconds = float(result["seconds"])
         _rtt_stats(sample, result.get("rtt_ms", rtts))
+        if result.get("flow_min_rtt_ms") is not None:
+            sample.flow_min_rtt_ms = float(result["flow_min_rtt_ms"])
         if stack.proc.poll() is not None:
             raise RuntimeError("ustack up died during the transfer")
     except Exception as exc:
@@ -471,6 +530,16 @@ def medians(samples: Sequence[Sample], path: str, sender: str) -> dict[str, Any]
     }
 
 
+def path_base_rtt(samples: Sequence[Sample], path: str) -> float | None:
+    """The path's base RTT: the fastest idle-path ping of any run on it (any
+    sender, any seed), the one figure taken the same way for every sender.
+    (The flows' own minima are kept in the samples; Linux's tcpi_min_rtt
+    can read below the path's delay, as Linux stamps paced segments with
+    their EDT departure time, which may lie ahead of the actual send.)"""
+    found = [s.ping_min_ms for s in samples if s.path == path and s.ping_min_ms]
+    return min(found) if found else None
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -521,15 +590,19 @@ def detail_table(samples: Sequence[Sample], p: Params) -> list[list[str]]:
             "RTT ms (median)",
             "RTT p90",
             "RTT min",
+            "path base",
+            "RTT/base",
             "RTOs per run",
             "retrans (median)",
         ]
     ]
     for path in p.paths:
+        base = path_base_rtt(samples, path)
         for s in p.senders:
             if s == "ustack-bbr-x2" and path != SHARED_PATH:
                 continue
             m = medians(samples, path, s)
+            over = ratio(m["rtt_ms"], base)
             secs = m["seconds"]
             goodput = p.nbytes * 8 / secs / 1e6 if secs else None
             if s == "ustack-bbr-x2" and goodput is not None:
@@ -543,6 +616,8 @@ def detail_table(samples: Sequence[Sample], p: Params) -> list[list[str]]:
                     fmt(m["rtt_ms"], 1),
                     fmt(m["rtt_p90_ms"], 1),
                     fmt(m["rtt_min_ms"], 1),
+                    fmt(base, 1),
+                    f"{over:.2f}x" if over is not None else "-",
                     " / ".join(str(x) for x in m["rtos"]) or "-",
                     fmt(m["retrans"], 0),
                 ]

@@ -94,11 +94,25 @@ def test_detail_has_goodput_rtt_and_counts() -> None:
     )
     rows = detail_table(samples(), p)
     assert rows[1] == [
-        "loss1", "ustack", "5.00", "8.0", "22.0", "-", "-", "1 / 2 / 3", "10"
+        "loss1", "ustack", "5.00", "8.0", "22.0", "-", "-", "-", "-", "1 / 2 / 3",
+        "10",
     ]
-    assert rows[3][1] == "Linux cubic" and rows[3][7] == "0 / 0 / 0"
+    assert rows[3][1] == "Linux cubic" and rows[3][9] == "0 / 0 / 0"
     text = markdown(rows)
     assert text.count("\n") == len(rows) and text.startswith("| path | sender |")
+
+
+def test_path_base_is_the_fastest_idle_ping_of_any_run() -> None:
+    """RTT/base: each sender's median RTT over the path's base RTT, the
+    fastest idle-path ping of every run on the path, whichever sender's."""
+    p = Params(paths={"bottleneck": PATHS["bottleneck"]}, senders=("ustack-bbr", "bbr"))
+    a = Sample("bottleneck", 1, "ustack-bbr", 8.0, rtt_ms=60.0, ping_min_ms=41.0)
+    b = Sample("bottleneck", 1, "bbr", 8.0, rtt_ms=100.0, ping_min_ms=40.0,
+               flow_min_rtt_ms=39.0)  # a flow's own minimum is not the base
+    header, *rows = detail_table([a, b], p)
+    base, over = header.index("path base"), header.index("RTT/base")
+    assert [r[base] for r in rows] == ["40.0", "40.0"]
+    assert [r[over] for r in rows] == ["1.50x", "2.50x"]
 
 
 def test_http_answer_parsing() -> None:

@@ -132,3 +132,31 @@ def test_split_record_keeps_its_snapshot() -> None:
     rs = ack(r, q, 0, 0.1, sacks=((2 * SEG, 4 * SEG),))
     assert rs.delivered == 2 * SEG
     assert q.recs[0].snap is not None  # the unSACKed left part still has one
+
+
+def test_paced_catch_up_burst_keeps_its_scheduled_send_times() -> None:
+    """EDT (Linux skb_mstamp_ns): a flow paced at 1 MB/s (a 1000-B segment
+    per ms) woken 10 ms late sends 12 segments at once; they keep their
+    places on the schedule (0, 1, .. 10 ms) as send times. A later sample
+    whose send phase starts at the second of them measures from 1 ms, not
+    from the burst's 10 ms: the catch-up does not look like a faster send."""
+    from ustack.tcp.pacing import Pacer
+
+    pacer = Pacer()
+    pacer.rate, pacer.segments = 1_000_000.0, 10
+    r, q = RateSampler(), RetransmitQueue()
+    r.pacer = pacer
+    pacer.next_send = pacer.deadline = 0.0
+    assert pacer.budget(0.010, SEG) == 12 * SEG
+    burst = send(r, q, 0.010, 12)
+    pacer.end_burst()
+    stamps = [rec.snap[4] for rec in burst if rec.snap is not None]
+    assert stamps == pytest.approx([i / 1000 for i in range(11)] + [0.010])
+    assert all(rec.xmit == 0.010 for rec in burst)  # RTT/RACK: the real time
+    ack(r, q, 2 * SEG, 0.050)
+    assert r.first_sent_time == pytest.approx(0.001)
+    send(r, q, 0.050)  # unpaced (no burst open): stamped now
+    rs = ack(r, q, 13 * SEG, 0.052)  # compressed ACK for the rest
+    assert rs.delivered == 11 * SEG
+    assert rs.send_elapsed == pytest.approx(0.049)  # wall clock: 0.040
+    assert rs.interval == pytest.approx(0.049)

@@ -22,6 +22,7 @@ sample may only raise a bandwidth estimate (draft 3.4).
 
 from __future__ import annotations
 
+from ustack.tcp.pacing import Pacer
 from ustack.tcp.rtxq import Sent
 
 
@@ -85,6 +86,7 @@ class RateSampler:
         "rate_delivered",
         "rate_interval",
         "rate_app_limited",
+        "pacer",
     )
 
     def __init__(self) -> None:
@@ -101,6 +103,9 @@ class RateSampler:
         self.rate_delivered = 0
         self.rate_interval = 0.0
         self.rate_app_limited = False
+        # The connection's pacer during an output pass: send times come from
+        # its schedule (Pacer.stamp), not the late wake-up's clock.
+        self.pacer: Pacer | None = None
 
     @property
     def delivery_rate(self) -> float:
@@ -112,14 +117,19 @@ class RateSampler:
 
     def on_send(self, rec: Sent, now: float, idle: bool) -> None:
         """Snapshot at (re)transmission (tcp_rate_skb_sent). `idle`: nothing
-        was in flight, so the send and ACK clocks restart from now."""
+        was in flight, so the send and ACK clocks restart from now. The send
+        time kept is the pacing schedule's (EDT, Pacer.stamp) when paced."""
+        pacer = self.pacer
+        stamp = now if pacer is None else pacer.stamp(now, rec.end - rec.start)
         if idle:
-            self.first_sent_time = self.delivered_time = now
+            self.first_sent_time = stamp
+            self.delivered_time = now
         rec.snap = (
             self.delivered,
             self.delivered_time,
             self.first_sent_time,
             self.app_limited != 0,
+            stamp,
         )
 
     def mark_app_limited(self, in_flight: int) -> None:
@@ -149,14 +159,15 @@ class RateSampler:
         if rs.prior_time is None or xmit > rs.last_xmit or (
             xmit == rs.last_xmit and rec.end > rs.last_end
         ):
+            stamp = snap[4]
             rs.prior_delivered = snap[0]
             rs.prior_time = snap[1]
-            rs.send_elapsed = xmit - snap[2]
+            rs.send_elapsed = stamp - snap[2]
             rs.is_app_limited = snap[3]
             rs.is_retrans = rec.ever_retrans
             rs.last_xmit = xmit
             rs.last_end = rec.end
-            self.first_sent_time = xmit
+            self.first_sent_time = stamp
         # A SACKed record stays queued; it must not count again when the
         # cumulative ACK passes it (Linux zeroes delivered_mstamp).
         rec.snap = None

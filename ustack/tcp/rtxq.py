@@ -43,8 +43,9 @@ class Sent:
         self.ever_retrans = False  # Karn: no RTT sample, RACK care
         self.fin = fin  # its last sequence number is our FIN
         # Delivery-rate snapshot at the latest transmission (rate.py):
-        # (delivered, delivered_time, first_sent_time, app_limited).
-        self.snap: tuple[int, float, float, bool] | None = None
+        # (delivered, delivered_time, first_sent_time, app_limited, send
+        # time on the pacing schedule).
+        self.snap: tuple[int, float, float, bool, float] | None = None
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         marks = "".join(

@@ -1553,8 +1553,9 @@ class Tcb:
         pacer = self.pacer
         budget = -1
         if pacer is not None:
-            pacer.deadline = None
             budget = self._pacing_budget(pacer, now)
+            if cwnd.sampler is not None:
+                cwnd.sampler.pacer = pacer  # send times from the schedule
         paced = 0
         while q.pending:
             if rec.in_flight() >= cwnd.cwnd:
@@ -1624,6 +1625,7 @@ class Tcb:
     def _after_paced_burst(
         self, pacer: Pacer, paced: int, budget: int, now: float
     ) -> None:
+        pacer.end_burst()
         if paced:
             pacer.on_sent(paced, -(-paced // self.mss), now)
         if budget >= 0 and paced >= budget and budget:
