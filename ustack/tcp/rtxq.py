@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Sequence
 
 # Retransmitted ranges remembered after their cumulative ACK, so that a
 # D-SACK arriving a little later can still be told apart from a duplicate
@@ -109,8 +110,9 @@ class RetransmitQueue:
         # [start, end) of retransmitted data already cumulatively ACKed (the
         # newest ACKED_RETRANS_KEPT), made by the first such ACK.
         self.acked_retrans: deque[tuple[int, int]] | None = None
-        # The previous ACK's SACK blocks: all they cover is marked already.
-        self.sack_cache: list[tuple[int, int]] = []
+        # The previous ACK's SACK blocks: all they cover is marked already
+        # (a shared empty tuple until the first SACK).
+        self.sack_cache: Sequence[tuple[int, int]] = ()
 
     def __bool__(self) -> bool:
         return bool(self.recs)
@@ -322,7 +324,7 @@ class RetransmitQueue:
             if rec.sacked:
                 rec.sacked = False
         self.sacked = 0
-        self.sack_cache = []
+        self.sack_cache = ()
 
     def next_pending(self, limit: int) -> Sent | None:
         """The first record due for retransmission, at most `limit` bytes
@@ -359,6 +361,6 @@ class RetransmitQueue:
     def reset(self, una: int) -> None:
         self.recs.clear()
         self.acked_retrans = None
-        self.sack_cache = []
+        self.sack_cache = ()
         self.una = self.nxt = self.fack = una
         self.sacked = self.lost = self.retrans_out = self.pending = 0
