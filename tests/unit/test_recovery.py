@@ -353,3 +353,192 @@ def test_only_dsacks_of_our_retransmissions_count_for_undo() -> None:
     assert rec._dsack_segs((1, 1 + MSS)) == 0  # older than the episode
     assert rec._dsack_segs((1 + 3 * MSS, 1 + 4 * MSS)) == 0  # never resent
     assert rec._dsack_segs((1 + 2 * MSS, 1 + 3 * MSS)) == 1  # our resend
+
+
+def sack_sender(n: int = 10):  # type: ignore[no-untyped-def]
+    """A SACK sender (Reno) with `n` one-MSS segments sent at t=0."""
+    from collections import Counter
+
+    from ustack.tcp.cc.reno import Reno
+    from ustack.tcp.recovery import LossRecovery
+
+    rec = LossRecovery(Reno(MSS, 10 * MSS), Counter(), sack_ok=True)
+    rec.reset(1)
+    for i in range(n):
+        rec.queue.append(1 + i * MSS, 1 + (i + 1) * MSS, 0.0)
+    return rec
+
+
+def seg(i: int) -> tuple[int, int]:
+    return (1 + i * MSS, 1 + (i + 1) * MSS)
+
+
+def test_retransmitted_ranges_are_known_before_and_after_their_ack() -> None:
+    q = queue_of(6)
+    q.mark_lost(q.recs[1])
+    q.on_retransmit(q.recs[1], 0.1)
+    assert q.retransmitted(*seg(1)) and not q.retransmitted(*seg(2))
+    q.ack(1 + 4 * MSS, [])  # segment 1's record leaves the queue
+    assert q.retransmitted(*seg(1))
+    assert not q.retransmitted(*seg(0)) and not q.retransmitted(*seg(3))
+    assert not q.retransmitted(*seg(5))  # still queued, sent once
+
+
+def test_dsack_of_a_network_duplicate_does_not_widen_the_reordering_window() -> None:
+    """dup=2%: the receiver D-SACKs copies the network made of our
+    originals. Only a D-SACK of data we retransmitted says a retransmission
+    was spurious (RFC 8985 6.2 step 4; Linux tcp_dsack_seen)."""
+    rec = sack_sender()
+    rack = rec.rack
+    rack.reordering_seen = True
+    rec.on_ack(1 + 2 * MSS, [], None, False, 0.1, None, 0.1)
+    assert rack.min_rtt == pytest.approx(0.1)
+    # Segment 1 arrived twice (never resent): below the ACK ...
+    rec.on_ack(1 + 2 * MSS, [], seg(1), True, 0.101, None, 0.1)
+    # ... and segment 5, SACKed, then its copy inside the SACK block.
+    rec.on_ack(1 + 2 * MSS, [seg(5)], None, False, 0.102, None, 0.1)
+    rec.on_ack(1 + 2 * MSS, [seg(5)], seg(5), True, 0.103, None, 0.1)
+    assert rec.counters["TCPDSACKRecv"] == 2
+    assert rack.reo_wnd_mult == 1
+    assert rack.reo_wnd(True, 1, 0.1) == pytest.approx(0.025)
+
+
+def test_dsack_of_a_spurious_retransmission_widens_the_window_once_per_round() -> None:
+    rec = sack_sender()
+    q, rack = rec.queue, rec.rack
+    rec.on_ack(1 + MSS, [seg(3)], None, False, 0.1, None, 0.1)
+    q.mark_lost(q.recs[0])  # segment 1, resent; then the original shows up
+    rec.on_retransmit(q.recs[0], 0.11, 110)
+    rack.reordering_seen = True
+    rec.on_ack(1 + 3 * MSS, [seg(3)], None, False, 0.115, None, 0.1)
+    rec.on_ack(1 + 4 * MSS, [], seg(1), False, 0.12, None, 0.1)
+    assert rack.reo_wnd_mult == 2
+    rec.on_ack(1 + 4 * MSS, [], seg(1), True, 0.121, None, 0.1)  # same round
+    assert rack.reo_wnd_mult == 2
+
+
+def test_dsack_without_reordering_seen_or_for_a_probe_does_not_widen() -> None:
+    rec = sack_sender()
+    q, rack = rec.queue, rec.rack
+    q.mark_lost(q.recs[0])
+    rec.on_retransmit(q.recs[0], 0.05, 50)
+    rec.on_ack(1 + MSS, [], None, False, 0.1, None, 0.1)
+    rec.on_ack(1 + MSS, [], seg(0), True, 0.101, None, 0.1)
+    assert not rack.reordering_seen and rack.reo_wnd_mult == 1
+    # A tail loss probe resent the last segment; both copies arrived.
+    rack.reordering_seen = True
+    last = q.recs[-1]
+    rec.on_retransmit(last, 0.2, 200)
+    rec.on_probe_sent(retransmitted=True)
+    rec.on_ack(1 + 10 * MSS, [], seg(9), False, 0.25, None, 0.1)
+    assert rack.reo_wnd_mult == 1
+
+
+def test_partial_undo_waits_while_retransmissions_are_out() -> None:
+    """Linux tcp_try_undo_partial: a partial ACK echoing a timestamp older
+    than our first retransmission means an original filled the hole. With
+    other retransmissions still out, the recovery is not undone (that
+    would forget the losses they repair) and nothing more is marked lost."""
+    from ustack.tcp.recovery import CaState
+
+    rec = sack_sender()
+    q = rec.queue
+    # Segments 0 and 4 missing; 5..9 SACKed long after: RACK marks both.
+    rec.on_ack(
+        1,
+        [(1 + MSS, 1 + 4 * MSS), (1 + 5 * MSS, 1 + 10 * MSS)],
+        None,
+        True,
+        0.1,
+        50,
+        0.1,
+    )
+    assert rec.state is CaState.RECOVERY and q.pending == 2 * MSS
+    for r in (q.recs[0], q.recs[2]):
+        rec.on_retransmit(r, 0.1, 100)
+    assert q.retrans_out == 2 * MSS
+    # The original of segment 0 arrives (TSecr 50 < 100): a partial ACK.
+    rec.on_ack(1 + 4 * MSS, [(1 + 5 * MSS, 1 + 10 * MSS)], None, False, 0.12, 50, 0.1)
+    assert rec.state is CaState.RECOVERY
+    assert rec.counters["TCPPartialUndo"] == 0
+    assert rec.rack.reordering_seen
+    assert q.lost == MSS  # segment 4 is still presumed lost, its resend out
+    # Segment 4's original arrives too (no retransmission left out): undo.
+    rec.on_ack(1 + 10 * MSS, [], seg(4), False, 0.13, 50, 0.1)
+    assert (
+        rec.counters["TCPPartialUndo"]
+        + rec.counters["TCPDSACKUndo"]
+        + rec.counters["TCPFullUndo"]
+        == 1
+    )
+    assert rec.state is CaState.OPEN
+
+
+def test_sack_blocks_walk_only_what_the_previous_ack_did_not_cover() -> None:
+    q = queue_of(10)
+    got: list = []
+    assert q.sack_blocks([seg(3)], got) == MSS
+    # The receiver repeats the block, grown by one segment: only that is new.
+    assert q.sack_blocks([(1 + 3 * MSS, 1 + 5 * MSS)], got) == MSS
+    assert [r.start for r in got] == [1 + 3 * MSS, 1 + 4 * MSS]
+    assert q.sacked == 2 * MSS and q.in_flight() == 8 * MSS
+    # After a renege (RTO: SACK marks forgotten) the same block counts again.
+    q.clear_sacks()
+    assert q.sacked == 0
+    assert q.sack_blocks([(1 + 3 * MSS, 1 + 5 * MSS)], got) == 2 * MSS
+
+
+def test_adjacent_sacked_records_merge_into_one_run() -> None:
+    q = queue_of(8)
+    q.mark_lost(q.recs[6])
+    q.on_retransmit(q.recs[6], 0.1)
+    for i in (2, 4, 3, 5, 6):
+        q.sack(*seg(i), [])
+    # 2..5 are one SACKed run; 6 (retransmitted) stays apart.
+    spans = [(r.start, r.end, r.sacked) for r in q.recs]
+    assert spans == [
+        (*seg(0), False),
+        (*seg(1), False),
+        (1 + 2 * MSS, 1 + 6 * MSS, True),
+        (*seg(6), True),
+        (*seg(7), False),
+    ]
+    assert q.sacked == 5 * MSS and q.retrans_out == 0
+    assert q.in_flight() == 3 * MSS
+    assert q.retransmitted(*seg(6)) and not q.retransmitted(*seg(4))
+    q.ack(1 + 4 * MSS, [])  # into the run: its SACKed bytes leave the count
+    assert q.sacked == 3 * MSS and q.recs[0].start == 1 + 4 * MSS
+    assert q.in_flight() == MSS
+
+
+def test_duplicating_path_causes_no_spurious_retransmissions() -> None:
+    """A path that duplicates data (the bench's mixed path, in virtual
+    time), on a connection that has seen reordering before: every D-SACK
+    reports a copy the network made, so RACK's reordering window stays at
+    min_RTT / 4 and each dropped segment is resent once (before, each round
+    with such a D-SACK widened the window, up to a whole SRTT)."""
+    p = Pair(delay=0.01, mss=MSS, settings=Settings(msl=1.0))
+    a, b = p.establish()
+    a.rec.rack.reordering_seen = True
+    seen: set[int] = set()
+    count = 0
+
+    def net(direction: str, s: TcpSegment) -> list[float]:
+        nonlocal count
+        if direction != "A>B" or not s.payload or s.seq in seen:
+            return [0.0]  # ACKs and retransmissions pass untouched
+        seen.add(s.seq)
+        count += 1
+        if count in (30, 75, 140):
+            return []
+        if count % 9 == 0:
+            return [0.0, 0.0]  # the network duplicates it
+        return [0.0]
+
+    p.net = net
+    data = bytes(200 * MSS)
+    assert send_and_finish(p, data) == data
+    assert a.counters["TCPDSACKRecv"] > 5
+    assert a.rec.rack.reo_wnd_mult == 1
+    assert a.counters["RetransSegs"] == 3
+    assert a.counters["TCPTimeouts"] == 0

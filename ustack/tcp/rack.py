@@ -9,7 +9,9 @@ reorder timer fires at that moment if no ACK arrives).
 The reordering window (6.2 step 4) starts at min_RTT / 4; it is 0 while no
 reordering has been seen and the sender is in recovery or DupThresh segments
 are SACKed; each round with a D-SACK widens it by min_RTT / 4 (reo_wnd_mult),
-and it decays after 16 recoveries without one.
+and it decays after 16 recoveries without one. Which D-SACKs count is the
+caller's choice (recovery.py: only those of our own retransmissions once
+reordering was seen, as Linux tcp_dsack_seen).
 """
 
 from __future__ import annotations
@@ -76,6 +78,11 @@ class Rack:
             self.dsack_round = snd_nxt
             self.reo_wnd_mult += 1
             self.reo_wnd_persist = REO_WND_PERSIST
+
+    def on_dsack_undo(self) -> None:
+        """D-SACKs undid a recovery (Linux tcp_try_undo_dsack): the wider
+        window proved right, keep it one recovery longer."""
+        self.reo_wnd_persist = min(REO_WND_PERSIST, self.reo_wnd_persist + 1)
 
     def on_ack(self, una: int) -> None:
         if self.dsack_round is not None and una >= self.dsack_round:

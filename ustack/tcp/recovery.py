@@ -207,15 +207,17 @@ class LossRecovery:
         if sampler is not None:
             sampler.begin(self.in_flight())
             prior_lost = q.lost_total
-        dsack_segs = self._dsack_segs(dsack) if dsack is not None else 0
+        dsack_segs = 0
+        widen = False
+        if dsack is not None:
+            dsack_segs = self._dsack_segs(dsack)
+            widen = self._dsack_widens(dsack)
         prior_fack = q.fack
         prior_flight = q.nxt - q.una
         delivered: list[Sent] = []
         acked = q.ack(ack, delivered) if ack > q.una else 0
         n_acked = len(delivered)
-        sacked = 0
-        for left, right in blocks:
-            sacked += q.sack(left, right, delivered)
+        sacked = q.sack_blocks(blocks, delivered) if blocks else 0
         # RTT (RFC 6298 with Karn's rule; Linux takes the oldest segment the
         # ACK covers), RACK's view of the newest delivery, and whether any
         # original (never retransmitted) segment got through.
@@ -238,7 +240,8 @@ class LossRecovery:
             cc.on_rtt(rack.rtt, now)
         if dsack is not None:
             self.counters["TCPDSACKRecv"] += 1
-            rack.on_dsack(q.nxt)
+            if widen:
+                rack.on_dsack(q.nxt)
             if self.undo_marker and self.undo_retrans > 0 and dsack_segs:
                 self.undo_retrans = max(0, self.undo_retrans - dsack_segs)
         rack.on_ack(q.una)
@@ -265,6 +268,7 @@ class LossRecovery:
         # State machine (Linux tcp_fastretrans_alert / tcp_process_loss).
         state = self.state
         ended = False
+        hold = False  # mark nothing more lost on this ACK
         if state is CaState.LOSS:
             self._process_loss(
                 ack, acked, sacked, orig_delivered, is_dupack, tsecr, now
@@ -274,13 +278,21 @@ class LossRecovery:
                 self._end_recovery(tsecr, now)
                 ended = True
             elif acked and self.undo_marker and self._packet_delayed(tsecr):
-                self._undo(now, "TCPPartialUndo")
+                # Linux tcp_try_undo_partial: an original filled the hole, so
+                # the path reorders. With retransmissions still out, undoing
+                # would forget losses they repair: clock out new data only.
+                rack.reordering_seen = True
+                if q.retrans_out:
+                    hold = True
+                else:
+                    self._undo(now, "TCPPartialUndo")
             elif acked and not self.sack_ok:
                 # NewReno partial ACK (RFC 6582 3.2 step 3): the next hole is lost.
                 head = q.recs[0] if q.recs else None
                 if head is not None:
                     q.mark_lost(head)
             if dsack_segs and self.undo_marker and not self.undo_retrans:
+                rack.on_dsack_undo()
                 self._undo(now, "TCPDSACKUndo")
         elif state is CaState.CWR and ack > self.high_seq:
             # Linux: CWR holds until data *above* high_seq is acknowledged,
@@ -291,7 +303,7 @@ class LossRecovery:
             # Linux tcp_count_delivered: segments delivered with ECE.
             self.counters["TCPDeliveredCE"] += -(-delivered_bytes // cc.mss)
         # Loss detection (RFC 8985 6.2 step 5, or dupthresh without SACK).
-        lost = self._detect_loss(now, srtt)
+        lost = not hold and self._detect_loss(now, srtt)
         if lost and self.state <= CaState.CWR:
             self._enter_recovery(now, prior_flight)
         elif ece and self.state is CaState.OPEN:
@@ -321,17 +333,26 @@ class LossRecovery:
         of this episode (Linux: after undo_marker) that we retransmitted; a
         duplicate the network made says nothing about our retransmissions."""
         left, right = dsack
-        if not self.undo_marker or right <= self.undo_start:
+        if (
+            not self.undo_marker
+            or right <= self.undo_start
+            or not self.queue.retransmitted(left, right)
+        ):
             return 0
-        if right > self.queue.una:  # still queued: was it resent?
-            for rec in self.queue.recs:
-                if rec.start >= right:
-                    return 0
-                if rec.end > left and rec.ever_retrans:
-                    break
-            else:
-                return 0
         return -(-(right - left) // self.cc.mss)
+
+    def _dsack_widens(self, dsack: tuple[int, int]) -> bool:
+        """Whether a D-SACK widens RACK's reordering window (RFC 8985 6.2
+        step 4: it reports a retransmission that reordering made spurious).
+        As Linux tcp_dsack_seen: only once reordering was seen, not for a
+        loss probe's duplicate (TLP is timer-driven), and only for data we
+        retransmitted: with a path that duplicates packets, D-SACKs of
+        originals would otherwise push the window to a full SRTT and delay
+        every loss detection by that much."""
+        left, right = dsack
+        if self.tlp_high is not None and right == self.tlp_high:
+            return False
+        return self.rack.reordering_seen and self.queue.retransmitted(left, right)
 
     def _next_round(self) -> None:
         self.rounds += 1

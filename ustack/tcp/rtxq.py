@@ -16,6 +16,13 @@ inside it (an offloaded record can hold 64 KB).
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import deque
+from collections.abc import Sequence
+
+# Retransmitted ranges remembered after their cumulative ACK, so that a
+# D-SACK arriving a little later can still be told apart from a duplicate
+# the network made (a D-SACK follows its data by about one RTT).
+ACKED_RETRANS_KEPT = 32
 
 
 class Sent:
@@ -87,6 +94,8 @@ class RetransmitQueue:
         "pending",
         "fack",
         "lost_total",
+        "acked_retrans",
+        "sack_cache",
     )
 
     def __init__(self, una: int = 0) -> None:
@@ -99,6 +108,12 @@ class RetransmitQueue:
         self.pending = 0  # bytes marked lost and not yet retransmitted
         self.fack = una  # highest offset acknowledged or SACKed
         self.lost_total = 0  # bytes ever marked lost (Linux tp->lost)
+        # [start, end) of retransmitted data already cumulatively ACKed (the
+        # newest ACKED_RETRANS_KEPT), made by the first such ACK.
+        self.acked_retrans: deque[tuple[int, int]] | None = None
+        # The previous ACK's SACK blocks: all they cover is marked already
+        # (a shared empty tuple until the first SACK).
+        self.sack_cache: Sequence[tuple[int, int]] = ()
 
     def __bool__(self) -> bool:
         return bool(self.recs)
@@ -129,6 +144,8 @@ class RetransmitQueue:
             if rec.start >= ack:
                 break
             cut = min(rec.end, ack) - rec.start
+            if rec.ever_retrans:
+                self._remember_retrans(rec.start, rec.start + cut)
             if rec.sacked:
                 self.sacked -= cut
             else:
@@ -145,6 +162,57 @@ class RetransmitQueue:
         self.una = ack
         if ack > self.fack:
             self.fack = ack
+        return newly
+
+    def _remember_retrans(self, start: int, end: int) -> None:
+        kept = self.acked_retrans
+        if kept is None:
+            kept = self.acked_retrans = deque(maxlen=ACKED_RETRANS_KEPT)
+        kept.append((start, end))
+
+    def retransmitted(self, left: int, right: int) -> bool:
+        """Whether any of [left, right) was ever retransmitted: queued
+        records carry the mark, ACKed ones the recent list. A D-SACK of data
+        we never resent reports a duplicate the network made, not a
+        spurious retransmission of ours (Linux tcp_dsack_seen)."""
+        if right > self.una:
+            recs = self.recs
+            i = bisect_right(recs, max(left, self.una), key=_end)
+            while i < len(recs) and recs[i].start < right:
+                if recs[i].ever_retrans:
+                    return True
+                i += 1
+        if left < self.una and self.acked_retrans:
+            for start, end in self.acked_retrans:
+                if start < right and left < end:
+                    return True
+        return False
+
+    def sack_blocks(self, blocks: list[tuple[int, int]], delivered: list[Sent]) -> int:
+        """Mark one ACK's SACK blocks; returns the bytes newly SACKed.
+
+        A receiver repeats its blocks on every ACK, each a little longer, so
+        (as Linux's recv_sack_cache in tcp_sacktag_write_queue) only the
+        parts the previous ACK's blocks did not cover are walked: SACK
+        processing costs what is new, not the length of the SACKed runs."""
+        cache = self.sack_cache
+        newly = 0
+        for left, right in blocks:
+            pieces = [(left, right)]
+            for c_left, c_right in cache:
+                rest = []
+                for a, b in pieces:
+                    if c_right <= a or b <= c_left:
+                        rest.append((a, b))
+                        continue
+                    if a < c_left:
+                        rest.append((a, c_left))
+                    if c_right < b:
+                        rest.append((c_right, b))
+                pieces = rest
+            for a, b in pieces:
+                newly += self.sack(a, b, delivered)
+        self.sack_cache = blocks
         return newly
 
     def sack(self, left: int, right: int, delivered: list[Sent]) -> int:
@@ -176,10 +244,33 @@ class RetransmitQueue:
             self.sacked += size
             newly += size
             delivered.append(rec)
-            i += 1
+            if not (i and self._merge_sacked(i - 1)):
+                i += 1
+        if 0 < i < len(recs):
+            self._merge_sacked(i - 1)
         if right > self.fack:
             self.fack = right
         return newly
+
+    def _merge_sacked(self, i: int) -> bool:
+        """Fold recs[i + 1] into recs[i] when both are SACKed and adjacent
+        (Linux merges SACKed skbs the same way, tcp_shift_skb_data): a
+        SACKed run is then one record, so walking the queue (RACK, NextSeg)
+        costs the holes, not every segment above them. Records differing in
+        ever_retrans stay apart, so `retransmitted` stays exact."""
+        recs = self.recs
+        a, b = recs[i], recs[i + 1]
+        if (
+            not (a.sacked and b.sacked)
+            or a.end != b.start
+            or a.ever_retrans != b.ever_retrans
+            or a.fin
+        ):
+            return False
+        a.end = b.end
+        a.fin = b.fin
+        del recs[i + 1]
+        return True
 
     def _unmark(self, rec: Sent, size: int) -> None:
         """`size` bytes of `rec` reached the peer: out of lost/retrans counts."""
@@ -234,6 +325,7 @@ class RetransmitQueue:
             if rec.sacked:
                 rec.sacked = False
         self.sacked = 0
+        self.sack_cache = ()
 
     def next_pending(self, limit: int) -> Sent | None:
         """The first record due for retransmission, at most `limit` bytes
@@ -269,5 +361,7 @@ class RetransmitQueue:
 
     def reset(self, una: int) -> None:
         self.recs.clear()
+        self.acked_retrans = None
+        self.sack_cache = ()
         self.una = self.nxt = self.fack = una
         self.sacked = self.lost = self.retrans_out = self.pending = 0
