@@ -3,10 +3,21 @@
 
 Both send over the same impaired path, side by side in one process.
 
+The impaired path runs in its own OS process (`ustack up --impair-process`,
+ustack/link/impair_proc.py) with its own clock, so a stall of the ustack
+process does not stall the path and release its queue (and the ACKs) in a
+batch. Every sender crosses that same emulator: when ustack sends, its
+segments go stack -> socketpair -> path process -> TUN -> kernel; when
+Linux sends, its segments go kernel -> TUN -> path process -> socketpair ->
+ustack, and the ACKs take the other way. So the comparison stays fair.
+`--path-modes process,inline` runs every (path, seed, sender) in both
+modes side by side (the inline one, the path inside ustack's own event
+loop as before, shows as PATH/inline).
+
     sudo .venv/bin/python tools/bench.py lossy [--quick] [--seeds 3] [--mb 5]
         [--paths loss1,mixed,lfp,bottleneck] [--path NAME=SPEC ...]
         [--senders ustack,ustack-bbr,reno,cubic,bbr,ustack-bbr-x2]
-        [--ustack-args '--set congestion=reno']
+        [--ustack-args '--set congestion=reno'] [--path-modes process,inline]
         [--timeout 180] [--json FILE] [--markdown FILE]
 
 For every (path, seed, sender) a fresh network namespace gets
@@ -84,6 +95,7 @@ USTACK_SENDERS = ("ustack", "ustack-bbr", "ustack-bbr-x2")
 SENDERS = ("ustack", "ustack-bbr", *LINUX_CC, "ustack-bbr-x2")
 BBR_ARGS = ("--set", "congestion=bbr")
 BASE_USTACK_ARGS = ("--no-offload", "--services", "http")
+PATH_MODES = ("process", "inline")
 RTT_POLL = 0.2  # seconds between RTT samples
 COMMAND = "sudo .venv/bin/python tools/bench.py lossy"
 
@@ -257,6 +269,7 @@ class Params:
     paths: dict[str, str] = field(default_factory=lambda: dict(PATHS))
     senders: tuple[str, ...] = SENDERS
     ustack_args: tuple[str, ...] = ()
+    path_modes: tuple[str, ...] = ("process",)  # and/or "inline"
 
     @property
     def nbytes(self) -> int:
@@ -387,10 +400,12 @@ def _rtt_stats(sample: Sample, rtts: Sequence[float]) -> None:
     sample.rtt_min_ms = ordered[0]
 
 
-def run_one(path: str, spec: str, seed: int, sender: str, p: Params) -> Sample:
+def run_one(
+    path: str, spec: str, seed: int, sender: str, p: Params, mode: str = "process"
+) -> Sample:
     from netns import create_netns, start_ustack
 
-    sample = Sample(path, seed, sender)
+    sample = Sample(path if mode == "process" else f"{path}/{mode}", seed, sender)
     ns = create_netns("ustack-bench-l-")
     stack = None
     try:
@@ -399,6 +414,7 @@ def run_one(path: str, spec: str, seed: int, sender: str, p: Params) -> Sample:
             *BASE_USTACK_ARGS,
             "--impair",
             f"{spec},seed={seed}",
+            *(("--impair-process",) if mode == "process" else ()),
             *p.ustack_args,
             *(BBR_ARGS if sender.startswith("ustack-bbr") else ()),
             log_dir="/tmp",
@@ -486,15 +502,16 @@ def run_all(p: Params) -> list[Sample]:
             for sender in p.senders[k:] + p.senders[:k]:
                 if sender == "ustack-bbr-x2" and path != SHARED_PATH:
                     continue
-                s = run_one(path, spec, seed, sender, p)
-                shown = (
-                    f"{s.seconds:.2f} s, rtt {fmt(s.rtt_ms)} ms, {s.rtos} RTOs, "
-                    f"{s.retrans} retrans"
-                    if s.seconds is not None
-                    else f"FAILED {s.error}"
-                )
-                log(f"{path:10} seed {seed} {sender:6}: {shown}")
-                samples.append(s)
+                for mode in p.path_modes:
+                    s = run_one(path, spec, seed, sender, p, mode)
+                    shown = (
+                        f"{s.seconds:.2f} s, rtt {fmt(s.rtt_ms)} ms, {s.rtos} "
+                        f"RTOs, {s.retrans} retrans"
+                        if s.seconds is not None
+                        else f"FAILED {s.error}"
+                    )
+                    log(f"{s.path:10} seed {seed} {sender:6}: {shown}")
+                    samples.append(s)
     return samples
 
 
@@ -544,6 +561,16 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def shown_paths(p: Params) -> list[tuple[str, str, str]]:
+    """(name in the tables, spec, path) per path and mode, as run_one names
+    its samples: PATH for the path process, PATH/inline for the other."""
+    return [
+        (path if mode == "process" else f"{path}/{mode}", spec, path)
+        for path, spec in p.paths.items()
+        for mode in p.path_modes
+    ]
+
+
 def summary_table(samples: Sequence[Sample], p: Params) -> list[list[str]]:
     """One row per path: median seconds per sender and ustack's ratios."""
     senders = [s for s in p.senders if s != "ustack-bbr-x2"]
@@ -558,7 +585,7 @@ def summary_table(samples: Sequence[Sample], p: Params) -> list[list[str]]:
     if has_u:
         header.append("ustack RTOs per run")
     rows = [header]
-    for path, spec in p.paths.items():
+    for path, spec, _ in shown_paths(p):
         m = {s: medians(samples, path, s) for s in p.senders}
         row = [f"{path}: {spec}"]
         for s in senders:
@@ -596,10 +623,10 @@ def detail_table(samples: Sequence[Sample], p: Params) -> list[list[str]]:
             "retrans (median)",
         ]
     ]
-    for path in p.paths:
+    for path, _, plain_path in shown_paths(p):
         base = path_base_rtt(samples, path)
         for s in p.senders:
-            if s == "ustack-bbr-x2" and path != SHARED_PATH:
+            if s == "ustack-bbr-x2" and plain_path != SHARED_PATH:
                 continue
             m = medians(samples, path, s)
             over = ratio(m["rtt_ms"], base)
@@ -679,6 +706,13 @@ def parse_args(argv: Sequence[str]) -> tuple[Params, argparse.Namespace]:
         default="",
         help="extra `ustack up` flags, e.g. --ustack-args='--set congestion=reno'",
     )
+    ap.add_argument(
+        "--path-modes",
+        default="process",
+        help="where the impaired path runs: process (its own OS process, "
+        "the default), inline (inside ustack's event loop), or both, "
+        "comma-separated, run side by side",
+    )
     ap.add_argument("--json", type=Path, help="write samples and tables here")
     ap.add_argument("--markdown", type=Path, help="write both tables as Markdown here")
     a = ap.parse_args(argv)
@@ -708,6 +742,10 @@ def parse_args(argv: Sequence[str]) -> tuple[Params, argparse.Namespace]:
         ap.error(f"unknown sender(s) {bad}; known: {', '.join(SENDERS)}")
     p.senders = senders
     p.ustack_args = tuple(shlex.split(a.ustack_args))
+    modes = tuple(m.strip() for m in a.path_modes.split(",") if m.strip())
+    if not modes or any(m not in PATH_MODES for m in modes):
+        ap.error(f"--path-modes: choose from {', '.join(PATH_MODES)}")
+    p.path_modes = modes
     return p, a
 
 
@@ -746,7 +784,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(plain(shares))
     footer = (
         f"({started}, {p.mb:g} MB, median of {p.seeds} seed(s), ustack up "
-        f"{' '.join((*BASE_USTACK_ARGS, *p.ustack_args))}; {elapsed:.0f} s; load "
+        f"{' '.join((*BASE_USTACK_ARGS, *p.ustack_args))}; path in "
+        f"{' and '.join(p.path_modes)} mode; {elapsed:.0f} s; load "
         f"average {load0:.2f} -> {os.getloadavg()[0]:.2f})"
     )
     print(footer)

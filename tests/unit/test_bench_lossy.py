@@ -144,3 +144,33 @@ def test_bbr_ratio_rtt_percentiles_and_two_flow_shares() -> None:
     shares = share_table(out)
     assert shares[1] == ["1", "5.0", "10.0", "0.50"]
     assert shares[3][3] == "0.67"
+
+
+def test_path_modes_side_by_side() -> None:
+    """--path-modes process,inline: each path shows once per mode, the
+    inline one as PATH/inline, each with its own base RTT."""
+    p, _ = parse_args([])
+    assert p.path_modes == ("process",)
+    p, _ = parse_args(["--paths", "bottleneck", "--senders", "ustack-bbr,bbr",
+                       "--path-modes", "process,inline"])
+    assert p.path_modes == ("process", "inline")
+    with pytest.raises(SystemExit):
+        parse_args(["--path-modes", "thread"])
+    out = [
+        Sample("bottleneck", 1, "ustack-bbr", 8.0, rtt_ms=50.0, ping_min_ms=40.0),
+        Sample("bottleneck", 1, "bbr", 8.0, rtt_ms=60.0, ping_min_ms=41.0),
+        Sample("bottleneck/inline", 1, "ustack-bbr", 9.0, rtt_ms=90.0,
+               ping_min_ms=45.0),
+        Sample("bottleneck/inline", 1, "bbr", 8.5, rtt_ms=60.0, ping_min_ms=46.0),
+    ]
+    header, *rows = summary_table(out, p)
+    assert [r[0].split(":")[0] for r in rows] == ["bottleneck", "bottleneck/inline"]
+    assert rows[1][1:] == ["9.00 s", "8.50 s", "1.06x"]
+    header, *rows = detail_table(out, p)
+    over = header.index("RTT/base")
+    assert [(r[0], r[over]) for r in rows] == [
+        ("bottleneck", "1.25x"),
+        ("bottleneck", "1.50x"),
+        ("bottleneck/inline", "2.00x"),
+        ("bottleneck/inline", "1.33x"),
+    ]

@@ -112,6 +112,14 @@ def stack_parent() -> argparse.ArgumentParser:
         "jitter=5ms,seed=7 or drop=fin:in:1 (see README)",
     )
     stack.add_argument(
+        "--impair-process",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="run the --impair path in its own OS process with its own clock, "
+        "so stalls of the stack's process do not stall (and batch) the path "
+        "(default: off, in the stack's own loop)",
+    )
+    stack.add_argument(
         "--set",
         action="append",
         default=[],
@@ -245,6 +253,7 @@ async def open_impaired_stack(
     """Like open_tun_stack, with the TUN link wrapped in an ImpairedLink."""
     import ustack
     from ustack.link.impair import ImpairedLink
+    from ustack.link.impair_proc import SocketLink, spawn_impaired
     from ustack.link.tun import TunLink
 
     check_free(args.ifname, args.host_ip, args.ip)
@@ -255,8 +264,17 @@ async def open_impaired_stack(
         mtu=args.mtu,
         offload=bool(getattr(args, "offload", False)),
     )
-    link = ImpairedLink.from_config(tun, config)
-    err(f"impairment: {config.describe()}")
+    link: ImpairedLink | SocketLink
+    if getattr(args, "impair_process", False):
+        try:
+            link = spawn_impaired(tun, config)
+        except BaseException:
+            tun.close()
+            raise
+        err(f"impairment (own process): {config.describe()}")
+    else:
+        link = ImpairedLink.from_config(tun, config)
+        err(f"impairment: {config.describe()}")
     try:
         async with ustack.Stack(
             link, ip=args.ip, settings=settings, network=args.host_ip
@@ -264,6 +282,7 @@ async def open_impaired_stack(
             yield stack
     finally:
         link.close()
+        tun.close()  # ImpairedLink closed it already (idempotent)
         err(f"impairment counters: {link.summary()}")
 
 

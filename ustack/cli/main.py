@@ -81,6 +81,8 @@ def _check(args: argparse.Namespace) -> Settings:
         from ustack.link.impair import parse_impair_spec
 
         args.impair = parse_impair_spec(args.impair)
+    elif getattr(args, "impair_process", False):
+        raise ValueError("--impair-process: give the path with --impair SPEC too")
     check = getattr(args, "check", None)
     if check is not None:
         check(args)
