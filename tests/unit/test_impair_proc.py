@@ -183,4 +183,5 @@ def test_child_process_carries_both_ways_and_reports_counters() -> None:
     assert link._child is not None and link._child.returncode == 0
     assert link.counters["in.delivered"] == 1
     assert link.counters["out.delivered"] == 1
+    assert link.counters["path.timed_wakeups"] >= 2  # slept until each release
     assert "in.packets=1" in link.summary() and "out.packets=1" in link.summary()

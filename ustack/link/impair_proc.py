@@ -306,11 +306,22 @@ class PathLoop:
             ep.register(self.tun_fd, select.EPOLLIN)
             ep.register(self.sock.fileno(), select.EPOLLIN)
             sock_fd = self.sock.fileno()
+            c = self.counters
             while not self.eof:
                 # epoll rounds the timeout up to whole ms: a release is at
-                # most ~1 ms late, never early.
-                events = ep.poll(self.timeout(clock()))
+                # most ~1 ms late, never early (unless the process waits
+                # for a CPU: path.late_* count those wake-ups).
+                before = clock()
+                wait = self.timeout(before)
+                events = ep.poll(wait)
                 now = clock()
+                if wait >= 0 and not events:
+                    late_us = int((now - before - wait) * 1e6)
+                    c["path.timed_wakeups"] += 1
+                    if late_us > 2000:
+                        c["path.late_over_2ms"] += 1
+                    if late_us > c["path.late_max_us"]:
+                        c["path.late_max_us"] = late_us
                 for fd, _ in events:
                     if fd == sock_fd:
                         self._from_sock(now)
