@@ -19,6 +19,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from netns import Netns, UstackProcess, create_netns, start_ustack  # noqa: E402
 
+from ustack.tcp.cc.bbr import seed_phase_rng  # noqa: E402
+
 # Defaults every test stack gets; tests append their own flags.
 # msl=0.5 keeps ustack's TIME_WAIT (2*MSL) at one second.
 TEST_STACK_ARGS = ("--set", "msl=0.5")
@@ -48,6 +50,13 @@ def _integration_needs_root(request: pytest.FixtureRequest) -> None:
     """Tests marked `integration` (all of tests/integration/) fail without root."""
     if request.node.get_closest_marker("integration") is not None:
         require_root()
+
+
+@pytest.fixture(autouse=True)
+def _repeatable_bbr_phase() -> None:
+    """BBR starts PROBE_BW at a random phase (as Linux); every test sees the
+    same sequence of phases, so a virtual-time result is reproducible."""
+    seed_phase_rng(0)
 
 
 @pytest.fixture

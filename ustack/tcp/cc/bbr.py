@@ -65,6 +65,12 @@ ACK_EPOCH_RESET = 1 << 20  # segments, in Linux; here scaled by mss
 _rng = random.Random()
 
 
+def seed_phase_rng(seed: int) -> None:
+    """Make the gain cycle's random start phase (bbr_cycle_rand) repeatable:
+    virtual-time tests seed it so that a run does not depend on test order."""
+    _rng.seed(seed)
+
+
 class MaxFilter:
     """Windowed running maximum over rounds (Linux lib/minmax.c, Kathleen
     Nichols' algorithm): the best, second and third best samples."""
