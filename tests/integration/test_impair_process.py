@@ -14,16 +14,13 @@ from pathlib import Path
 import pytest
 from netns import UstackProcess
 
+from ustack.services.http_app import pattern_bytes
+
 pytestmark = pytest.mark.integration
 
 BASE = "http://10.203.0.2"
 SIZE = 1_000_000
 UstackUp = Callable[..., UstackProcess]
-
-
-def pattern(n: int) -> bytes:
-    block = bytes(range(251))
-    return (block * (n // 251 + 1))[:n]
 
 
 @pytest.mark.parametrize("offload", ["--no-offload", "--offload"])
@@ -47,7 +44,7 @@ def test_impair_process_serves_and_reports_counters(
     got = stack.run(
         "curl", "-sS", "--fail", "--max-time", "60", f"{BASE}/bytes/{SIZE}", timeout=70
     ).stdout
-    assert got == pattern(SIZE)
+    assert got == pattern_bytes(SIZE)
     body = tmp_path / "body"
     data = os.urandom(SIZE)
     body.write_bytes(data)
