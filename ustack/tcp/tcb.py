@@ -895,11 +895,7 @@ class Tcb:
             and seq_lt(ts[0], self.ts_recent)
             and now - self.ts_recent_age < PAWS_IDLE
         ):
-            self.counters["PAWSEstab"] += 1
-            if seg.payload:
-                self._emit(ACK, self.snd_max)
-            else:  # rate-limited, or a blind 1:1 reflector (Linux: same)
-                self._rate_limited_ack(now, "TCPACKSkippedPAWS")
+            self._on_paws_failed(seg, ts[0], now)
             return
         # First: sequence number acceptability (RFC 9293 3.10.7.4 table).
         seg_len = len(payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
@@ -988,6 +984,62 @@ class Tcb:
                 self._on_fin(now)
             elif seq_gt(fin_at, self.rcv_nxt):
                 self._ooo_queue().fin_seq = fin_at
+
+    def _on_paws_failed(self, seg: TcpSegment, tsval: int, now: float) -> None:
+        """A segment older than TS.Recent, as Linux's tcp_validate_incoming:
+        a disordered duplicate ACK is still used, an old pure ACK is dropped
+        silently, anything else is dropped and answered."""
+        if self._disordered_ack(seg, tsval):
+            self.counters["PAWSDisorderedAck"] += 1
+            self._on_disordered_ack(seg, now)
+            return
+        if not seg.payload and seg.flags & (SYN | FIN) == 0 and seq_lt(
+            seg.seq, self.rcv_nxt
+        ):
+            # An ACK overtaken by later segments is common (Linux >= 6.14,
+            # TCP_RFC7323_PAWS_ACK): no PAWSEstab and no duplicate ACK for it.
+            self.counters["PAWSOldAck"] += 1
+            return
+        self.counters["PAWSEstab"] += 1
+        if seg.payload:
+            self._emit(ACK, self.snd_max)
+        else:  # rate-limited, or a blind 1:1 reflector (Linux: same)
+            self._rate_limited_ack(now, "TCPACKSkippedPAWS")
+
+    def _disordered_ack(self, seg: TcpSegment, tsval: int) -> bool:
+        """Linux tcp_disordered_ack_check: PAWS would drop a duplicate ACK
+        that a reordering path delivered after a newer one, and with it the
+        SACK blocks it carries. Accept a pure ACK at RCV.NXT that acknowledges
+        nothing new (SEG.ACK = SND.UNA), would not update the send window
+        (tcp_may_update_window) and is at most about one RTO older than
+        TS.Recent (tcp_tsval_replay: RTO at a peer clock of up to 1200 Hz)."""
+        seq = seg.seq
+        if (
+            seg.flags & (ACK | SYN | FIN) != ACK
+            or seg.payload
+            or seq != self.rcv_nxt
+            or seg.ack != self.snd_una
+            or self.state is _SYN_RECEIVED
+        ):
+            return False
+        wnd = seg.window << self.snd_wscale
+        wl1 = self.snd_wl1
+        if seq_gt(seq, wl1) or seq == wl1 and (wnd > self.snd_wnd or not wnd):
+            return False  # it would update the window: not a duplicate
+        return seq_diff(self.ts_recent, tsval) <= int(self.rto.rto * 1200)
+
+    def _on_disordered_ack(self, seg: TcpSegment, now: float) -> None:
+        """Step five for a disordered duplicate ACK: its SACK blocks (and
+        ECE) reach loss recovery; it moves neither SND.UNA nor the send
+        window, and TS.Recent stays (RFC 7323 5.3 R3 takes no older TSval;
+        Linux tcp_replace_ts_recent)."""
+        if self.keepalive:
+            self.ka_probes = 0
+            self.ka_deadline = now + self.ka_idle
+        self.persist_probes = 0
+        self.soft_error = 0
+        if self.snd_una != self.snd_max:
+            self._sender_ack(seg, self.snd_wnd, False, now)
 
     def _note_ts_recent(self, seq: int, tsval: int, now: float) -> None:
         """RFC 7323 5.3 R3 (and 4.3): TS.Recent from a segment that starts
