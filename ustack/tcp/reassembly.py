@@ -9,6 +9,10 @@ in a sorted block index (ustack/tcp/runindex.py: O(log n) insert), adjacent
 and overlapping data coalesces into one run, the first run pops in O(1) and
 SACK blocks come from the few most recent runs, not from a walk.
 
+A segment that brings bytes the queue holds already gets the first such
+part back from `add` (the D-SACK block of RFC 2883 4); `first_held` finds
+the same for in-order data that covers queued bytes.
+
 The bound counts what the queue really costs, like Linux's skb truesize:
 each run and each chunk is charged its object overhead besides its bytes, so
 1-byte segments cannot hold a million entries in a 1 MB bound. Over the
@@ -80,15 +84,17 @@ class Reassembly:
 
     # ------------------------------------------------------------------
 
-    def add(self, rcv_nxt: int, seq: int, data: bytes) -> None:
-        """Queue `data` starting at `seq` (> rcv_nxt), within the bound."""
+    def add(self, rcv_nxt: int, seq: int, data: bytes) -> tuple[int, int] | None:
+        """Queue `data` starting at `seq` (> rcv_nxt), within the bound.
+        Returns the first part of it that was held already (the D-SACK block
+        RFC 2883 4 reports), as sequence numbers, or None."""
         base = self._offset(rcv_nxt)
         start = base + seq_diff(seq, rcv_nxt)
         if start < base:
             data = data[base - start :]
             start = base
         if not data:
-            return
+            return None
         self.last_seq = seq
         end = start + len(data)
         held = self._runs.floor(start)
@@ -96,7 +102,45 @@ class Reassembly:
             self.counters["TCPOFOQueue"] += 1
             self.counters["TCPOFOMerge"] += 1  # all held already: costs nothing
             self._note_recent(held, start)
-            return
+            return self._seqs(rcv_nxt, base, start, end)
+        dup = self._first_held(held, start, end)
+        if dup is not None:
+            dup = self._seqs(rcv_nxt, base, *dup)
+        self._store(start, data)
+        return dup
+
+    def first_held(
+        self, rcv_nxt: int, seq: int, end_seq: int
+    ) -> tuple[int, int] | None:
+        """The lowest part of [seq, end_seq) the queue holds, as sequence
+        numbers: data in order that duplicates queued data (RFC 2883 4.2;
+        Linux tcp_ofo_queue's tcp_dsack_extend)."""
+        if not self._runs:
+            return None
+        base = self._offset(rcv_nxt)
+        start = base + seq_diff(seq, rcv_nxt)
+        end = start + seq_diff(end_seq, seq)
+        dup = self._first_held(self._runs.floor(start), start, end)
+        return None if dup is None else self._seqs(rcv_nxt, base, *dup)
+
+    def _first_held(
+        self, held: Run | None, start: int, end: int
+    ) -> tuple[int, int] | None:
+        """Offsets of the lowest held part of [start, end); `held` is the
+        run floor(start)."""
+        if held is None or held.end <= start:
+            held = self._runs.after(start)
+            if held is None or held.start >= end:
+                return None
+        return max(held.start, start), min(held.end, end)
+
+    @staticmethod
+    def _seqs(rcv_nxt: int, base: int, lo: int, hi: int) -> tuple[int, int]:
+        return (rcv_nxt + lo - base) & MASK, (rcv_nxt + hi - base) & MASK
+
+    def _store(self, start: int, data: bytes) -> None:
+        """Insert new bytes at offset `start`, pruning to stay within the bound."""
+        end = start + len(data)
         overhead = self._overhead(start, end)
         if self.truesize + overhead + len(data) > self.limit:
             self._prune(start, overhead + len(data))

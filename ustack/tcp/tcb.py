@@ -1078,6 +1078,14 @@ class Tcb:
             self.dsack = (left, right)
             self.counters["TCPDSACKOldSent"] += 1
 
+    def _note_ofo_duplicate(self, dup: tuple[int, int]) -> None:
+        """RFC 2883 4.1.3, 4.2: data received twice above RCV.NXT (or queued
+        there and received again in order): its first duplicate part goes
+        in the next ACK's first SACK block, before the block that holds it
+        (Linux tcp_data_queue_ofo -> tcp_dsack_set, TCPDSACKOfoSent)."""
+        self.dsack = dup
+        self.counters["TCPDSACKOfoSent"] += 1
+
     def _dupack_for_invalid(self, seg: TcpSegment, now: float) -> None:
         """ACK an unacceptable segment (RFC 9293 3.10.7.4), at most once per
         `invalid_ratelimit` for segments without data: two ends that disagree
@@ -1312,7 +1320,9 @@ class Tcb:
             self.ack_now = True
             return
         if seq != rcv_nxt:
-            self._ooo_queue().add(rcv_nxt, seq, payload)
+            dup = self._ooo_queue().add(rcv_nxt, seq, payload)
+            if dup is not None and self.sack_ok:
+                self._note_ofo_duplicate(dup)
             self._emit(ACK, self.snd_max)  # duplicate ACK tells the sender now
             return
         if not self.read_closed:
@@ -1321,8 +1331,14 @@ class Tcb:
                 buf += payload
             else:  # the first data: never append to the shared empty buffer
                 self.rcvbuf = bytearray(payload)
-        rcv_nxt = (rcv_nxt + len(payload)) & MASK
         ooo = self._ooo
+        if ooo is not None and ooo.size and offset <= 0 and self.sack_ok:
+            # In-order text over queued text: only if nothing below RCV.NXT
+            # was reported first (RFC 2883 4.2.2: the first duplicate only).
+            dup = ooo.first_held(rcv_nxt, seq, (seq + len(payload)) & MASK)
+            if dup is not None:
+                self._note_ofo_duplicate(dup)
+        rcv_nxt = (rcv_nxt + len(payload)) & MASK
         if ooo is not None:
             if ooo.size:
                 more = ooo.pop_ready(rcv_nxt)
