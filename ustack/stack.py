@@ -37,7 +37,7 @@ from ustack.sockopts import SocketOptions
 from ustack.tcp.ecn import IN_COUNTERS as IN_ECN_COUNTERS
 from ustack.tcp.isn import IsnGenerator, boot_secret, system_clock
 from ustack.tcp.state import State
-from ustack.tcp.syncookie import SynCookies
+from ustack.tcp.syncookie import SynCookies, add_synack_options
 from ustack.tcp.tcb import DEFAULT_MSS, Tcb, reset_for
 from ustack.tcp.timewait import TimeWait, TimeWaitTable
 from ustack.udp.table import UdpTable
@@ -590,6 +590,10 @@ class Stack:
             window,
             mss=self.mss,  # ours; the cookie keeps the client's (rounded down)
         )
+        # The TSval the TCB made from this cookie would send now (_new_tcb).
+        shift = self._system_clock() - now
+        tsval = int(now * 1000) + self._isn.ts_offset(self.ip_bytes, src, shift)
+        add_synack_options(reply, seg, self.settings, tsval & 0xFFFFFFFF)
         self._send(src, reply)
         self._cookies_until = now + 128.0  # cookies live two 64 s ticks
         self.counters["SyncookiesSent"] += 1

@@ -30,6 +30,7 @@ from ustack.tcp.rto import RtoEstimator
 from ustack.tcp.rtxq import Sent
 from ustack.tcp.seq import HALF, MASK, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
 from ustack.tcp.state import RECEIVING, State
+from ustack.tcp.syncookie import decode_options as decode_cookie_options
 from ustack.wire.tcp import ACK, CWR, ECE, FIN, PSH, RST, SYN, TcpSegment
 
 # RFC 9293 3.7.1: MSS assumed when the peer sends no MSS option.
@@ -309,20 +310,32 @@ class Tcb:
         """LISTEN -> ESTABLISHED from the ACK of a SYN cookie (RFC 4987 3.6).
 
         The SYN was never stored: ISS and IRS come from the ACK itself, the
-        MSS from the cookie; window scaling is off (the SYN's options are lost).
+        MSS from the cookie, and with timestamps window scaling, SACK and ECN
+        from the low bits of the TSecr (syncookie.add_synack_options; Linux
+        cookie_timestamp_decode, cookie_ecn_ok); without, all three are off.
         """
         self.clock = now
         self.passive = True
         self.irs = (ack.seq - 1) & MASK
-        self.rcv_nxt = ack.seq
+        self.rcv_nxt = self.last_ack_sent = ack.seq
         self.rcv_adv = (ack.seq + min(self.rcv_buf_size, 0xFFFF)) & MASK
         self.iss = (ack.ack - 1) & MASK
         self.snd_una = self.snd_nxt = self.snd_max = self.sndbuf_seq = ack.ack
-        self.mss = max(64, min(mss, self.mss_local))
-        self._init_cc()
         self.una_off = 1
-        self.snd_wscale = self.rcv_wscale = 0
-        self.snd_wnd = self.max_snd_wnd = ack.window
+        ts = ack.timestamp if self.settings.timestamps else None
+        opts = decode_cookie_options(ts[1]) if ts is not None else None
+        # The SYN as the cookie remembers it, for the usual option rules.
+        syn = TcpSegment(self.remote_port, self.local_port, self.irs, 0, SYN, 0,
+                         mss=mss)
+        if opts is not None and ts is not None:
+            syn.timestamp = (ts[0], 0)
+            syn.wscale, syn.sack_permitted = opts.wscale, opts.sack
+            if opts.ecn and self.settings.ecn:
+                self.ecn_flags = ecn.OK
+        self._take_syn_timestamp(syn, now)
+        self._take_syn_sack(syn)
+        self._take_syn_options(syn, offered_wscale=syn.wscale is not None)
+        self.snd_wnd = self.max_snd_wnd = ack.window << self.snd_wscale
         self.snd_wl1, self.snd_wl2 = ack.seq, ack.ack
         self.state = _ESTABLISHED
         self._after_established(now)
