@@ -69,6 +69,7 @@ class LossRecovery:
         "send_new_first",
         "tlp_high",
         "tlp_retrans",
+        "tlp_reductions",
         "dupacks",
         "reno_sacked",
         "reo_deadline",
@@ -106,6 +107,7 @@ class LossRecovery:
         self.send_new_first = False  # F-RTO step 2b: new data, not retransmissions
         self.tlp_high: int | None = None  # a loss probe is out up to here
         self.tlp_retrans = False
+        self.tlp_reductions = 0  # reductions for probe-repaired losses (ECN CWR)
         self.dupacks = 0  # without SACK (RFC 5681 3.2)
         # Without SACK each duplicate ACK stands for one segment that left the
         # network (Linux tcp_add_reno_sack): it comes off the pipe, which is
@@ -582,6 +584,7 @@ class LossRecovery:
             self.tlp_high = None
             cc = self.cc
             self.counters["TCPLossProbeRecovery"] += 1
+            self.tlp_reductions += 1  # Linux tcp_init_cwnd_reduction: CWR due
             if cc.model_based:
                 return  # cong_control owns cwnd: no CWR reduction (tcp_bbr.c)
             cc.remember_for_undo()

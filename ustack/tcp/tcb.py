@@ -1217,7 +1217,7 @@ class Tcb:
         )
         tsecr = seg.timestamp[1] if self.ts_ok and seg.timestamp else None
         rto = self.rto
-        prior_state, prior_high = rec.state, rec.high_seq
+        prior_state, prior_high, prior_tlp = rec.state, rec.high_seq, rec.tlp_reductions
         # RFC 3168 6.1.2: ECE on an ACK (never the SYN-ACK's) asks for a
         # reduction, once per window (Linux tcp_ecn_rcv_ecn_echo).
         ece = bool(seg.flags & ECE and self.ecn_flags)
@@ -1228,6 +1228,8 @@ class Tcb:
             rec.state is not prior_state or rec.high_seq != prior_high
         ):
             self._ecn_after_reduction(prior_state)
+        if self.ecn_flags and rec.tlp_reductions != prior_tlp:
+            self.ecn_flags |= ecn.QUEUE_CWR  # a probe-repaired loss (RFC 3168 6.1.2)
         if advanced:
             self._on_ack_advance(ack)
         pacer = self.pacer

@@ -1,0 +1,49 @@
+"""RFC 3168 6.1.2: a window reduction after a loss that a tail loss probe
+repaired (RFC 8985 7.4; Linux tcp_process_tlp_ack -> tcp_init_cwnd_reduction
+-> tcp_ecn_queue_cwr) is announced with CWR on the next new data, like any
+other reduction. Virtual time."""
+
+from __future__ import annotations
+
+from tests.tcb_harness import Pair
+from ustack.config import Settings
+from ustack.tcp import ecn
+from ustack.wire.tcp import CWR, TcpSegment
+
+MSS = 1000
+
+
+def test_a_tlp_repaired_loss_is_announced_with_cwr() -> None:
+    s = Settings(msl=1.0, ecn=1, timestamps=False)
+    p = Pair(settings=s, settings_b=Settings(msl=1.0, timestamps=False), mss=MSS,
+             delay=0.02)
+    a, b = p.establish()
+    assert a.ecn_flags & ecn.OK
+    tail = (a.snd_nxt + 2 * MSS) & 0xFFFFFFFF
+    dropped: list[int] = []
+
+    def lose_tail_once(direction: str, seg: TcpSegment) -> bool:
+        if direction == "A>B" and seg.seq == tail and seg.payload and not dropped:
+            dropped.append(seg.seq)
+            return True
+        return False
+
+    p.drop = lose_tail_once
+    a.send(b"t" * 3 * MSS)
+    p.run(until=p.now + 1.0)  # the probe resends the tail; B ACKs it all
+    assert dropped and a.counters["TCPLossProbes"] == 1
+    assert a.counters["TCPTimeouts"] == 0
+    assert a.snd_una == a.snd_max
+    cwnd = a.cwnd
+    start = len(p.log)
+    # New data: its ACK goes beyond the probe, so the loss was real.
+    a.send(b"n" * 2 * MSS)
+    p.run(until=p.now + 0.2)
+    assert a.counters["TCPLossProbeRecovery"] == 1
+    assert a.cwnd < cwnd
+    a.send(b"m" * MSS)  # the first new data after the reduction
+    p.run(until=p.now + 0.2)
+    cwr = [e.seg for e in p.sent("A>B", start) if e.seg.flags & CWR]
+    assert len(cwr) == 1 and cwr[0].payload == b"m" * MSS
+    assert not a.ecn_flags & ecn.QUEUE_CWR
+    assert b.read(1 << 20) == b"t" * 3 * MSS + b"n" * 2 * MSS + b"m" * MSS
