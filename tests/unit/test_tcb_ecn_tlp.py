@@ -1,13 +1,16 @@
 """RFC 3168 6.1.2: a window reduction after a loss that a tail loss probe
 repaired (RFC 8985 7.4; Linux tcp_process_tlp_ack -> tcp_init_cwnd_reduction
--> tcp_ecn_queue_cwr) is announced with CWR on the next new data, like any
-other reduction. Virtual time."""
+-> tcp_ecn_queue_cwr) or that RACK's reorder timer found is announced with
+CWR on the next new data, like any other reduction. Virtual time."""
 
 from __future__ import annotations
+
+import pytest
 
 from tests.tcb_harness import Pair
 from ustack.config import Settings
 from ustack.tcp import ecn
+from ustack.tcp.recovery import LossRecovery
 from ustack.wire.tcp import CWR, TcpSegment
 
 MSS = 1000
@@ -47,3 +50,45 @@ def test_a_tlp_repaired_loss_is_announced_with_cwr() -> None:
     assert len(cwr) == 1 and cwr[0].payload == b"m" * MSS
     assert not a.ecn_flags & ecn.QUEUE_CWR
     assert b.read(1 << 20) == b"t" * 3 * MSS + b"n" * 2 * MSS + b"m" * MSS
+
+
+def test_a_loss_found_by_the_rack_reorder_timer_is_announced_with_cwr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RFC 8985 6.3: the reorder window passes with no more ACKs and the
+    hole is marked lost from the timer, not from an ACK: recovery starts
+    there, and CWR still follows on new data."""
+    fired: list[float] = []
+    real = LossRecovery.on_reorder_timer
+
+    def spy(self: LossRecovery, now: float, srtt: float) -> None:
+        fired.append(now)
+        real(self, now, srtt)
+
+    monkeypatch.setattr(LossRecovery, "on_reorder_timer", spy)
+    s = Settings(msl=1.0, ecn=1, timestamps=False)
+    p = Pair(settings=s, settings_b=Settings(msl=1.0, timestamps=False), mss=MSS,
+             delay=0.02)
+    a, b = p.establish()
+    a.send(b"w" * 4 * MSS)  # an RTT sample first: RACK needs one
+    p.run(until=p.now + 1.0)
+    head = a.snd_nxt
+    dropped: list[int] = []
+
+    def lose_head_once(direction: str, seg: TcpSegment) -> bool:
+        if direction == "A>B" and seg.seq == head and seg.payload and not dropped:
+            dropped.append(seg.seq)
+            return True
+        return False
+
+    p.drop = lose_head_once
+    start = len(p.log)
+    a.send(b"h" * 2 * MSS)  # the first is lost, the second SACKed
+    p.run(until=p.now + 0.5)
+    assert fired and a.counters["TCPSackRecovery"] == 1
+    assert a.counters["TCPLossProbes"] == 0 and a.counters["TCPTimeouts"] == 0
+    a.send(b"m" * MSS)
+    p.run(until=p.now + 0.5)
+    cwr = [e.seg for e in p.sent("A>B", start) if e.seg.flags & CWR]
+    assert len(cwr) == 1 and cwr[0].payload == b"m" * MSS
+    assert b.read(1 << 20) == b"w" * 4 * MSS + b"h" * 2 * MSS + b"m" * MSS
