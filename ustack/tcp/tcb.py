@@ -1006,8 +1006,10 @@ class Tcb:
             self.counters["PAWSDisorderedAck"] += 1
             self._on_disordered_ack(seg, now)
             return
-        if not seg.payload and seg.flags & (SYN | FIN) == 0 and seq_lt(
-            seg.seq, self.rcv_nxt
+        if (
+            seg.flags & (ACK | SYN | FIN) == ACK
+            and not seg.payload
+            and seq_lt(seg.seq, self.rcv_nxt)
         ):
             # An ACK overtaken by later segments is common (Linux >= 6.14,
             # TCP_RFC7323_PAWS_ACK): no PAWSEstab and no duplicate ACK for it.
@@ -1037,7 +1039,7 @@ class Tcb:
             return False
         wnd = seg.window << self.snd_wscale
         wl1 = self.snd_wl1
-        if seq_gt(seq, wl1) or seq == wl1 and (wnd > self.snd_wnd or not wnd):
+        if seq_gt(seq, wl1) or (seq == wl1 and (wnd > self.snd_wnd or not wnd)):
             return False  # it would update the window: not a duplicate
         return seq_diff(self.ts_recent, tsval) <= int(self.rto.rto * 1200)
 
