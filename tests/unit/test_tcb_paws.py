@@ -179,3 +179,15 @@ def test_reordered_acks_on_a_lossy_path_are_used_not_dropped() -> None:
     # below SND.UNA (PAWSEstab), as Linux does.
     assert a.counters["PAWSDisorderedAck"] > 0
     assert recents == sorted(recents)  # TS.Recent never moved back
+
+
+def test_an_old_segment_without_ack_is_no_old_ack() -> None:
+    """tcp_disordered_ack_check step 1: only a segment with ACK is a pure ACK."""
+    p = Pair(mss=MSS, delay=0.01)
+    a, b = p.establish()
+    b.send(b"y" * 500)
+    p.run(until=p.now + 1)
+    p.inject_a(mk(a.rcv_nxt - 500, 0, 0, a.snd_wnd >> a.snd_wscale, to_b=False,
+                  timestamp=((a.ts_recent - 5) & MASK, 0)))
+    assert a.counters["PAWSOldAck"] == 0
+    assert a.counters["PAWSEstab"] == 1
