@@ -16,22 +16,32 @@ from ustack.wire.tcp import CWR, TcpSegment
 MSS = 1000
 
 
-def test_a_tlp_repaired_loss_is_announced_with_cwr() -> None:
+def ecn_pair() -> Pair:
+    """A asks for ECN, B agrees; no timestamps; 20 ms each way."""
     s = Settings(msl=1.0, ecn=1, timestamps=False)
-    p = Pair(settings=s, settings_b=Settings(msl=1.0, timestamps=False), mss=MSS,
-             delay=0.02)
-    a, b = p.establish()
-    assert a.ecn_flags & ecn.OK
-    tail = (a.snd_nxt + 2 * MSS) & 0xFFFFFFFF
+    return Pair(settings=s, settings_b=Settings(msl=1.0, timestamps=False),
+                mss=MSS, delay=0.02)
+
+
+def lose_once(p: Pair, seq: int) -> list[int]:
+    """Drop the first data segment A sends at `seq`; returns what was dropped."""
     dropped: list[int] = []
 
-    def lose_tail_once(direction: str, seg: TcpSegment) -> bool:
-        if direction == "A>B" and seg.seq == tail and seg.payload and not dropped:
+    def drop(direction: str, seg: TcpSegment) -> bool:
+        if direction == "A>B" and seg.seq == seq and seg.payload and not dropped:
             dropped.append(seg.seq)
             return True
         return False
 
-    p.drop = lose_tail_once
+    p.drop = drop
+    return dropped
+
+
+def test_a_tlp_repaired_loss_is_announced_with_cwr() -> None:
+    p = ecn_pair()
+    a, b = p.establish()
+    assert a.ecn_flags & ecn.OK
+    dropped = lose_once(p, (a.snd_nxt + 2 * MSS) & 0xFFFFFFFF)  # the tail
     a.send(b"t" * 3 * MSS)
     p.run(until=p.now + 1.0)  # the probe resends the tail; B ACKs it all
     assert dropped and a.counters["TCPLossProbes"] == 1
@@ -66,26 +76,15 @@ def test_a_loss_found_by_the_rack_reorder_timer_is_announced_with_cwr(
         real(self, now, srtt)
 
     monkeypatch.setattr(LossRecovery, "on_reorder_timer", spy)
-    s = Settings(msl=1.0, ecn=1, timestamps=False)
-    p = Pair(settings=s, settings_b=Settings(msl=1.0, timestamps=False), mss=MSS,
-             delay=0.02)
+    p = ecn_pair()
     a, b = p.establish()
     a.send(b"w" * 4 * MSS)  # an RTT sample first: RACK needs one
     p.run(until=p.now + 1.0)
-    head = a.snd_nxt
-    dropped: list[int] = []
-
-    def lose_head_once(direction: str, seg: TcpSegment) -> bool:
-        if direction == "A>B" and seg.seq == head and seg.payload and not dropped:
-            dropped.append(seg.seq)
-            return True
-        return False
-
-    p.drop = lose_head_once
+    dropped = lose_once(p, a.snd_nxt)
     start = len(p.log)
     a.send(b"h" * 2 * MSS)  # the first is lost, the second SACKed
     p.run(until=p.now + 0.5)
-    assert fired and a.counters["TCPSackRecovery"] == 1
+    assert dropped and fired and a.counters["TCPSackRecovery"] == 1
     assert a.counters["TCPLossProbes"] == 0 and a.counters["TCPTimeouts"] == 0
     a.send(b"m" * MSS)
     p.run(until=p.now + 0.5)
