@@ -13,8 +13,12 @@ hands it the TUN fd and one end of an AF_UNIX SOCK_SEQPACKET socketpair
 (one packet per message, boundaries kept), and returns a `SocketLink` for
 the stack: the same `Link` interface as `TunLink`, reading and writing the
 other end. The child runs the two `Pipe`s of `ustack.link.impair` (the same
-impairment code, so both modes impair alike) on a plain epoll loop: it
-sleeps until the next release time or until a side is readable.
+impairment code, so both modes impair alike) on a plain select() loop: it
+sleeps until the next release time (to the microsecond, plus a 200 us
+slack) or until a side is readable, as a real-time task (SCHED_FIFO 1) so
+that releases are not late for want of a CPU. The stack reads each packet
+with its kernel receive stamp (SO_TIMESTAMPNS) and processes it at that
+time (`SocketLink.arrival_times`, `Stack._input_stamped`).
 
 Shutdown: `SocketLink.close()` shuts the socket for writing; the child sees
 end-of-file, writes its counters as one JSON line to a status pipe and
@@ -59,7 +63,12 @@ _TIMESPEC = struct.Struct("qq")
 _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 # A stamp older than this is not believed (the realtime clock was stepped).
 MAX_AGE = 1.0
-# The path process's nice value (see _raise_priority).
+# How late the loop may wake for a release, so that packets due within it
+# leave in one wake-up (like an hrtimer's slack): at ~14,000 packets/s a
+# wake-up per packet costs the path process a good part of a CPU.
+RELEASE_SLACK = 200e-6
+# The path process's scheduling (see _raise_priority).
+PATH_RT_PRIORITY = 1
 PATH_NICE = -10
 
 
@@ -281,6 +290,7 @@ class PathLoop:
         self._at = vnet.LENGTH if vnet_hdr else 0
         self._read_size = max(65535, mtu + 4) + self._at
         self.eof = False
+        self.slack = RELEASE_SLACK
 
     def _from_tun(self, now: float) -> None:
         read, fd, size, at = os.read, self.tun_fd, self._read_size, self._at
@@ -352,10 +362,13 @@ class PathLoop:
             # which a delivery-rate estimator over a ~40 ms interval reads
             # as a few % of extra bandwidth (docs/benchmarks.md, issue 14:
             # the bottleneck's queue). A router's link releases on time.
-            # Wake-ups late because the process waited for a CPU still
-            # count in path.late_*.
+            # It wakes RELEASE_SLACK after the next due time (packets due
+            # meanwhile go in the same pass); wake-ups later than that, the
+            # process waiting for a CPU, count in path.late_*.
             before = clock()
             wait = self.timeout(before)
+            if wait > 0:
+                wait += self.slack
             ready, _, _ = select.select(fds, (), (), None if wait < 0 else wait)
             now = clock()
             if wait >= 0 and not ready:
@@ -374,15 +387,23 @@ class PathLoop:
 
 
 def _raise_priority() -> None:
-    """A router's link keeps its own time on its own hardware; here the
-    path shares the CPUs with the stack, the kernel's peer and whatever else
-    runs, and a release late for want of a CPU is jitter on every packet it
-    holds (ACKs most: a delivery-rate sample's interval is measured between
-    two of them). Waking ahead of nice-0 processes keeps most releases on
-    time. Needs root (or CAP_SYS_NICE), as `ustack up` has; else left as is.
-    The same path carries both senders, so comparisons stay fair."""
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, PATH_NICE)
+    """A router's link keeps its own time on its own hardware, and Linux's
+    own netem releases packets from an hrtimer in softirq, ahead of every
+    task. Here the path shares the CPUs with the stack, the kernel's peer
+    and whatever else runs, and a release late for want of a CPU is jitter
+    on every packet it holds (ACKs most: a delivery-rate sample's interval
+    is measured between two of them; a woken nice-0 task may wait for the
+    next 4 ms tick). So the path process runs SCHED_FIFO at the lowest
+    real-time priority: it preempts ordinary tasks when a release is due
+    and sleeps in between (the kernel's RT throttling still leaves others
+    5% of a CPU should it ever spin). Without the right to (not root, no
+    CAP_SYS_NICE) it tries nice -10, else stays as it is. The same path
+    carries every sender, so comparisons stay fair."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(PATH_RT_PRIORITY))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, PATH_NICE)
 
 
 def child_main(argv: Sequence[str] | None = None) -> int:
