@@ -14,7 +14,11 @@ of them with that one `now`, as a late event loop does. The network keeps
 its own time meanwhile, as a real one does, unless `coupled`: then the link
 stalls with the sender's host, as ustack's own impairment layer (which runs
 in the stack's process) does: packets due out of the link, and the peer's
-answers waiting to enter it, wait for the stall to end.
+answers waiting to enter it, wait for the stall to end. `stamped`: a
+segment that waited for the stall is handed to the sender with the time it
+arrived, as Stack._input_stamped does with the path process's socket stamps
+(Linux's ACK clock is the softirq's, right after the NIC); the default is
+the time the stall ends, as a stack that only has its own clock.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class BottleneckNet:
         mss: int = 1460,
         stalls: tuple[float, float, int] | None = None,
         coupled: bool = False,
+        stamped: bool = False,
     ) -> None:
         self.rate = rate
         self.delay = delay
@@ -76,6 +81,8 @@ class BottleneckNet:
             self._stall_rng = random.Random(seed)
         self._stall_ends: list[float] = []
         self.coupled = coupled
+        self.stamped = stamped
+        self._arrived: dict[int, float] = {}  # heap entry -> first due time
 
     def _awake(self, t: float) -> float:
         """When the senders' host handles something due at t."""
@@ -137,7 +144,9 @@ class BottleneckNet:
             n = a.send(b"x" * min(flow.to_send, a.send_space()))
             flow.to_send -= n
 
-    def _deliver(self, flow: Flow, direction: str, seg: TcpSegment) -> None:
+    def _deliver(
+        self, flow: Flow, direction: str, seg: TcpSegment, arrived: float
+    ) -> None:
         if direction == "A>B":
             if flow.b is None:
                 if seg.flags & SYN and not seg.flags & ACK:
@@ -151,7 +160,7 @@ class BottleneckNet:
                 flow.received += len(data)
                 flow.arrivals.append((self.now, len(data)))
         else:
-            flow.a.on_segment(seg, self.now)
+            flow.a.on_segment(seg, arrived if self.stamped else self.now)
 
     def _settle(self, flow: Flow) -> None:
         self._feed(flow)
@@ -174,13 +183,15 @@ class BottleneckNet:
             self.now = max(self.now, nxt)
             touched: set[int] = set()
             while self._heap and self._heap[0][0] <= self.now:
-                when, _, i, direction, seg = heapq.heappop(self._heap)
+                when, n, i, direction, seg = heapq.heappop(self._heap)
+                arrived = self._arrived.pop(n, when)
                 if direction == "B>A" or self.coupled:
                     later = self._awake(when)
                     if later > self.now:  # the sender's host is stalled
                         self._push(later, self.flows[i], direction, seg)
+                        self._arrived[self._n] = arrived
                         continue
-                self._deliver(self.flows[i], direction, seg)
+                self._deliver(self.flows[i], direction, seg, arrived)
                 touched.add(i)
             for f in self.flows:
                 for tcb in (f.a, f.b):

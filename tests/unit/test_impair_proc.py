@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import select
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 import trio
 
+from ustack.link import impair_proc
 from ustack.link.impair import parse_impair_spec
-from ustack.link.impair_proc import PathLoop, SocketLink, spawn_impaired
+from ustack.link.impair_proc import MAX_AGE, PathLoop, SocketLink, spawn_impaired
 
 
 def ipv4(n: int, size: int = 100) -> bytes:
@@ -146,6 +148,110 @@ def test_socket_link_reads_batches_and_writes() -> None:
         link.close()
         link.close()  # idempotent
         theirs.close()
+
+
+class ShiftedClock:
+    """time.time() `by` seconds ahead: the read looks that much later than
+    the kernel's SO_TIMESTAMPNS stamps, without waiting for it."""
+
+    def __init__(self, by: float) -> None:
+        self.by = by
+
+    def time(self) -> float:
+        return time.time() + self.by
+
+
+@pytest.mark.parametrize(("late", "age"), [(0.25, None), (5.0, MAX_AGE)])
+def test_socket_link_gives_each_packet_its_arrival_time(
+    monkeypatch: pytest.MonkeyPatch, late: float, age: float | None
+) -> None:
+    """Packets read `late` seconds after the path process wrote them arrive
+    that long before `now` on the caller's clock (at most MAX_AGE: a stamp
+    further back means the realtime clock was stepped), in order."""
+    ours, theirs = pair()
+    link = SocketLink(ours, 1500, False)
+    try:
+        for n in range(3):
+            theirs.send(ipv4(n))
+        monkeypatch.setattr(impair_proc, "time", ShiftedClock(late))
+
+        async def main() -> list[bytes]:
+            await link.wait_readable()
+            return link.read_batch()
+
+        assert [tag(p) for p in trio.run(main)] == [0, 1, 2]
+        times = link.arrival_times(100.0)
+        assert len(times) == 3 and times == sorted(times)
+        if age is None:
+            assert all(100.0 - MAX_AGE < t <= 100.0 - late for t in times)
+        else:
+            assert times == [100.0 - age] * 3
+    finally:
+        link.close()
+        theirs.close()
+
+
+def test_path_loop_waits_to_the_microsecond(
+    rig_for: MakeRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop sleeps until the next release plus its slack (select's
+    timeval, to the microsecond), not rounded up to a whole millisecond as
+    epoll would."""
+    rig = rig_for("delay=300us,seed=1")
+    rig.kernel.send(ipv4(1))
+    rig.loop._from_tun(0.0)
+    waits: list[float | None] = []
+
+    def fake_select(r: object, w: object, x: object, timeout: float | None) -> tuple:
+        waits.append(timeout)
+        rig.loop.eof = True
+        return [], [], []
+
+    monkeypatch.setattr(impair_proc.select, "select", fake_select)
+    rig.loop.run(clock=lambda: 0.0001)
+    assert waits == [pytest.approx(0.0002 + impair_proc.RELEASE_SLACK, abs=1e-12)]
+    assert impair_proc.RELEASE_SLACK < 0.0005
+
+
+class StampedLink:
+    """A link that knows when its packets arrived (as SocketLink does)."""
+
+    mtu = 1500
+
+    def __init__(self, packets: list[bytes], ages: list[float]) -> None:
+        self.packets, self.ages = packets, ages
+
+    def read_batch(self, max_packets: int = 256) -> list[bytes]:
+        out, self.packets = self.packets, []
+        return out
+
+    def arrival_times(self, now: float) -> list[float]:
+        return [now - age for age in self.ages]
+
+
+def test_stack_hands_each_packet_its_arrival_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ustack.stack import Stack
+
+    link = StampedLink([ipv4(1), ipv4(2)], [0.004, 0.001])
+    stack = Stack(link, "10.0.0.2")  # type: ignore[arg-type]
+    seen: list[tuple[int, float]] = []
+
+    def record(packet: bytes, now: float, verify: bool = True) -> None:
+        seen.append((tag(packet), now))
+
+    monkeypatch.setattr(stack, "_input", record)
+
+    async def main() -> float:
+        stack._drain()
+        return trio.current_time()
+
+    after = trio.run(main)
+    assert [n for n, _ in seen] == [1, 2]
+    (_, t1), (_, t2) = seen
+    assert t1 < t2 < after  # 4 ms and 1 ms before the read
+    assert t2 - t1 == pytest.approx(0.003)
 
 
 class FakeTun:

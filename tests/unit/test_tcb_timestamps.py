@@ -114,3 +114,27 @@ def test_ts_recent_follows_the_peer_across_wrap(start: int) -> None:
         p.run(until=p.now + 0.5)
     assert b.read(10_000) == b"z" * 500
     assert b.counters["PAWSEstab"] == 0
+
+
+def test_a_segment_stamped_before_the_last_send_keeps_the_tsval_clock() -> None:
+    """A link that knows arrival times (Stack._input_stamped) can hand a
+    TCB a segment that arrived before a send it already made: ACK
+    processing may use that earlier time, but TSvals never go back (the
+    peer's PAWS would drop them, RFC 7323 5.3)."""
+    pair = Pair(Settings(msl=1.0))
+    a, b = pair.establish()
+    a.flush(1.0)
+    a.send(b"x")
+    a.flush(1.010)  # a send at 1.010: TSval clock at 1.010
+    sent = a.outbox[-1].timestamp
+    assert sent is not None
+    a.outbox.clear()
+    b.send(b"y")
+    b.flush(1.005)
+    seg = b.outbox[-1]
+    a.on_segment(seg, 1.005)  # it arrived at 1.005, read after the send
+    assert a.clock == 1.010
+    a.ack_now = True
+    a.flush(1.010)
+    echo = a.outbox[-1].timestamp
+    assert echo is not None and echo[0] == sent[0]

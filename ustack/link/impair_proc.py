@@ -13,8 +13,12 @@ hands it the TUN fd and one end of an AF_UNIX SOCK_SEQPACKET socketpair
 (one packet per message, boundaries kept), and returns a `SocketLink` for
 the stack: the same `Link` interface as `TunLink`, reading and writing the
 other end. The child runs the two `Pipe`s of `ustack.link.impair` (the same
-impairment code, so both modes impair alike) on a plain epoll loop: it
-sleeps until the next release time or until a side is readable.
+impairment code, so both modes impair alike) on a plain select() loop: it
+sleeps until the next release time (to the microsecond, plus a 200 us
+slack) or until a side is readable, as a real-time task (SCHED_FIFO 1) so
+that releases are not late for want of a CPU. The stack reads each packet
+with its kernel receive stamp (SO_TIMESTAMPNS) and processes it at that
+time (`SocketLink.arrival_times`, `Stack._input_stamped`).
 
 Shutdown: `SocketLink.close()` shuts the socket for writing; the child sees
 end-of-file, writes its counters as one JSON line to a status pipe and
@@ -32,6 +36,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -50,6 +55,21 @@ MESSAGE_SIZE = 65535 + vnet.LENGTH + 64
 # neither side drops when the other is briefly slow to read.
 SOCKET_BUFFER = 4 << 20
 CLOSE_TIMEOUT = 5.0
+# SO_TIMESTAMPNS (asm-generic/socket.h; Python 3.11 has no name for it):
+# each message read carries, as SCM_TIMESTAMPNS, the CLOCK_REALTIME
+# struct timespec of when it was queued on the socket.
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("qq")
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+# A stamp older than this is not believed (the realtime clock was stepped).
+MAX_AGE = 1.0
+# How late the loop may wake for a release, so that packets due within it
+# leave in one wake-up (like an hrtimer's slack): at ~14,000 packets/s a
+# wake-up per packet costs the path process a good part of a CPU.
+RELEASE_SLACK = 200e-6
+# The path process's scheduling (see _raise_priority).
+PATH_RT_PRIORITY = 1
+PATH_NICE = -10
 
 
 class SocketLink:
@@ -64,6 +84,7 @@ class SocketLink:
         status_fd: int | None = None,
     ) -> None:
         sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
         self.mtu = mtu
@@ -75,6 +96,10 @@ class SocketLink:
         self.dropped_non_ipv4 = 0
         self.tx_dropped = 0
         self.child_status = ""  # what went wrong collecting the counters
+        # The last batch's packets: when each reached the socket (realtime,
+        # kernel stamps) and the realtime clock at the end of the read.
+        self._stamps: list[float] = []
+        self._read_at = 0.0
 
     def fileno(self) -> int:
         return self._fd
@@ -87,10 +112,13 @@ class SocketLink:
         if sock is None:
             return []
         packets: list[bytes] = []
-        recv, at = sock.recv, self._version_at
+        stamps: list[float] = []
+        self._stamps = stamps
+        recvmsg, at = sock.recvmsg, self._version_at
+        unpack = _TIMESPEC.unpack_from
         while len(packets) < max_packets:
             try:
-                packet = recv(MESSAGE_SIZE)
+                packet, ancillary, _, _ = recvmsg(MESSAGE_SIZE, _CMSG_SPACE)
             except BlockingIOError:
                 break
             if not packet:  # end-of-file: the path process is gone
@@ -99,7 +127,28 @@ class SocketLink:
                 self.dropped_non_ipv4 += 1
                 continue
             packets.append(packet)
+            stamp = -1.0  # no stamp: arrived now
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = unpack(data)
+                    stamp = sec + nsec * 1e-9
+            stamps.append(stamp)
+        self._read_at = time.time()
         return packets
+
+    def arrival_times(self, now: float) -> list[float]:
+        """When each packet of the last batch arrived, on the caller's clock
+        (`now`: that clock's reading just after read_batch). The path
+        process wrote it to the socket when it left the emulated link: the
+        time a NIC would have received it, where Linux takes its ACK clock
+        (tcp_mstamp, in the softirq right after the NIC). The stack's own
+        clock reads later by however long the process was preempted or
+        busy, and one time for a whole batch (issue 14)."""
+        read_at = self._read_at
+        return [
+            now if stamp < 0 else now - min(max(read_at - stamp, 0.0), MAX_AGE)
+            for stamp in self._stamps
+        ]
 
     def write(self, packet: bytes) -> None:
         sock = self._sock
@@ -241,6 +290,7 @@ class PathLoop:
         self._at = vnet.LENGTH if vnet_hdr else 0
         self._read_size = max(65535, mtu + 4) + self._at
         self.eof = False
+        self.slack = RELEASE_SLACK
 
     def _from_tun(self, now: float) -> None:
         read, fd, size, at = os.read, self.tun_fd, self._read_size, self._at
@@ -301,35 +351,59 @@ class PathLoop:
 
     def run(self, clock: Any = time.monotonic) -> None:
         """Until the socket reaches end-of-file."""
-        ep = select.epoll()
-        try:
-            ep.register(self.tun_fd, select.EPOLLIN)
-            ep.register(self.sock.fileno(), select.EPOLLIN)
-            sock_fd = self.sock.fileno()
-            c = self.counters
-            while not self.eof:
-                # epoll rounds the timeout up to whole ms: a release is at
-                # most ~1 ms late, never early (unless the process waits
-                # for a CPU: path.late_* count those wake-ups).
-                before = clock()
-                wait = self.timeout(before)
-                events = ep.poll(wait)
-                now = clock()
-                if wait >= 0 and not events:
-                    late_us = int((now - before - wait) * 1e6)
-                    c["path.timed_wakeups"] += 1
-                    if late_us > 2000:
-                        c["path.late_over_2ms"] += 1
-                    if late_us > c["path.late_max_us"]:
-                        c["path.late_max_us"] = late_us
-                for fd, _ in events:
-                    if fd == sock_fd:
-                        self._from_sock(now)
-                    else:
-                        self._from_tun(now)
-                self.release(now)
-        finally:
-            ep.close()
+        sock_fd = self.sock.fileno()
+        fds = [self.tun_fd, sock_fd]
+        c = self.counters
+        while not self.eof:
+            # select() takes its timeout in microseconds (a timeval, woken
+            # by an hrtimer within its ~50 us slack) where epoll and poll
+            # round it up to whole milliseconds: releases up to 1 ms late
+            # are up to 1 ms of jitter on every packet, data and ACKs,
+            # which a delivery-rate estimator over a ~40 ms interval reads
+            # as a few % of extra bandwidth (docs/benchmarks.md, issue 14:
+            # the bottleneck's queue). A router's link releases on time.
+            # It wakes RELEASE_SLACK after the next due time (packets due
+            # meanwhile go in the same pass); wake-ups later than that, the
+            # process waiting for a CPU, count in path.late_*.
+            before = clock()
+            wait = self.timeout(before)
+            if wait > 0:
+                wait += self.slack
+            ready, _, _ = select.select(fds, (), (), None if wait < 0 else wait)
+            now = clock()
+            if wait >= 0 and not ready:
+                late_us = int((now - before - wait) * 1e6)
+                c["path.timed_wakeups"] += 1
+                if late_us > 2000:
+                    c["path.late_over_2ms"] += 1
+                if late_us > c["path.late_max_us"]:
+                    c["path.late_max_us"] = late_us
+            for fd in ready:
+                if fd == sock_fd:
+                    self._from_sock(now)
+                else:
+                    self._from_tun(now)
+            self.release(now)
+
+
+def _raise_priority() -> None:
+    """A router's link keeps its own time on its own hardware, and Linux's
+    own netem releases packets from an hrtimer in softirq, ahead of every
+    task. Here the path shares the CPUs with the stack, the kernel's peer
+    and whatever else runs, and a release late for want of a CPU is jitter
+    on every packet it holds (ACKs most: a delivery-rate sample's interval
+    is measured between two of them; a woken nice-0 task may wait for the
+    next 4 ms tick). So the path process runs SCHED_FIFO at the lowest
+    real-time priority: it preempts ordinary tasks when a release is due
+    and sleeps in between (the kernel's RT throttling still leaves others
+    5% of a CPU should it ever spin). Without the right to (not root, no
+    CAP_SYS_NICE) it tries nice -10, else stays as it is. The same path
+    carries every sender, so comparisons stay fair."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(PATH_RT_PRIORITY))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, PATH_NICE)
 
 
 def child_main(argv: Sequence[str] | None = None) -> int:
@@ -344,6 +418,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     # Ctrl-C reaches the whole process group: the stack decides when the
     # path ends (it closes the socket), so its exit summary stays complete.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _raise_priority()
     sock = socket.socket(fileno=a.sock_fd)
     sock.setblocking(False)
     os.set_blocking(a.tun_fd, False)

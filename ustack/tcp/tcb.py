@@ -732,7 +732,11 @@ class Tcb:
     # SEGMENT ARRIVES (RFC 9293 3.10.7)
 
     def on_segment(self, seg: TcpSegment, now: float) -> None:
-        self.clock = now
+        # `now` may be the segment's arrival time (Stack._input_stamped),
+        # before a timer or send this TCB already ran: ACK processing uses
+        # it (RTT and delivery-rate clocks), the TSval clock never goes back.
+        if now > self.clock:
+            self.clock = now
         st = self.state
         if st is _ESTABLISHED and self._on_segment_predicted(seg, now):
             pass
