@@ -1110,31 +1110,18 @@ class Tcb:
     def _sender_ack(
         self, seg: TcpSegment, wnd: int, advanced: bool, now: float
     ) -> None:
-        """Hand an ACK for outstanding data to loss recovery (recovery.py)."""
+        """Hand an ACK for outstanding data to loss recovery (recovery.py).
+
+        Per ACK: seq_diff, bytes_in_flight and the SACK conversion are
+        inlined or skipped when they cannot matter (no blocks, no ECN)."""
         rec = self._rec or self.rec
         ack = seg.ack
-        ack_off = self._off(ack)
+        d = (ack - self.snd_una) & MASK
+        ack_off = self.una_off + (d - (1 << 32) if d & HALF else d)  # _off(ack)
         blocks: list[tuple[int, int]] = []
         dsack: tuple[int, int] | None = None
         if seg.sack_blocks and self.sack_ok:
-            spans = [(self._off(lo), self._off(hi)) for lo, hi in seg.sack_blocks]
-            first_lo, first_hi = spans[0]
-            # RFC 2883 4: the first block reports a duplicate when it lies
-            # below the cumulative ACK or inside the second block.
-            if first_lo < first_hi and (
-                first_hi <= ack_off
-                or (
-                    len(spans) > 1
-                    and spans[1][0] <= first_lo
-                    and first_hi <= spans[1][1]
-                )
-            ):
-                dsack = (first_lo, first_hi)
-                spans = spans[1:]
-            top = rec.queue.nxt
-            for lo, hi in spans:
-                if ack_off < hi <= top and lo < hi:  # ignore invalid blocks
-                    blocks.append((lo, hi))
+            dsack = self._sack_spans(seg.sack_blocks, ack_off, rec.queue.nxt, blocks)
         # RFC 5681 2: a duplicate ACK carries no data and no window change.
         is_dupack = (
             not advanced
@@ -1142,24 +1129,24 @@ class Tcb:
             and not seg.flags & (FIN | SYN)
             and wnd == self.snd_wnd
         )
-        tsecr = seg.timestamp[1] if self.ts_ok and seg.timestamp else None
+        ts = seg.timestamp
+        tsecr = ts[1] if ts is not None and self.ts_ok else None
         rto = self.rto
+        ef = self.ecn_flags
         prior_state, prior_high = rec.state, rec.high_seq
         # RFC 3168 6.1.2: ECE on an ACK (never the SYN-ACK's) asks for a
         # reduction, once per window (Linux tcp_ecn_rcv_ecn_echo).
-        ece = bool(seg.flags & ECE and self.ecn_flags)
+        ece = bool(ef and seg.flags & ECE)
         rtt = rec.on_ack(
             ack_off, blocks, dsack, is_dupack, now, tsecr, rto.srtt or 0.0, ece
         )
-        if self.ecn_flags and (
-            rec.state is not prior_state or rec.high_seq != prior_high
-        ):
+        if ef and (rec.state is not prior_state or rec.high_seq != prior_high):
             self._ecn_after_reduction(prior_state)
         if advanced:
             self._on_ack_advance(ack)
         pacer = self.pacer
         if pacer is not None:
-            pacer.rate = self.cc.pacing_rate_for(self.rto.srtt, now)
+            pacer.rate = self.cc.pacing_rate_for(rto.srtt, now)
         # One RTT sample per ACK (RFC 7323 Appendix G): from send times when
         # Karn's rule allows (Linux prefers them), else from the echo (RTTM).
         if rtt is None and advanced and tsecr:
@@ -1168,8 +1155,35 @@ class Tcb:
                 rtt = rtt_ms / 1000
         if rtt is not None:
             # ~one ACK per two segments: weight samples by the window's count.
-            rto.sample(rtt, max(1, self.bytes_in_flight() // (2 * self.mss)))
+            per_rtt = ((self.snd_max - self.snd_una) & MASK) // (2 * self.mss)
+            rto.sample(rtt, per_rtt if per_rtt > 1 else 1)
         self._arm_sender_timer(now, advanced)
+
+    def _sack_spans(
+        self,
+        sack_blocks: tuple[tuple[int, int], ...],
+        ack_off: int,
+        top: int,
+        blocks: list[tuple[int, int]],
+    ) -> tuple[int, int] | None:
+        """An ACK's SACK blocks as stream offsets: the valid ones are put in
+        `blocks` (above the cumulative ACK, below SND.MAX); returns the
+        D-SACK range, if the first block reports one."""
+        dsack: tuple[int, int] | None = None
+        spans = [(self._off(lo), self._off(hi)) for lo, hi in sack_blocks]
+        first_lo, first_hi = spans[0]
+        # RFC 2883 4: the first block reports a duplicate when it lies
+        # below the cumulative ACK or inside the second block.
+        if first_lo < first_hi and (
+            first_hi <= ack_off
+            or (len(spans) > 1 and spans[1][0] <= first_lo and first_hi <= spans[1][1])
+        ):
+            dsack = (first_lo, first_hi)
+            spans = spans[1:]
+        for lo, hi in spans:
+            if ack_off < hi <= top and lo < hi:  # ignore invalid blocks
+                blocks.append((lo, hi))
+        return dsack
 
     def _ecn_after_reduction(self, prior: CaState) -> None:
         """RFC 3168 6.1.2: after a window reduction (ECE or fast retransmit
