@@ -81,6 +81,10 @@ _OUTPUT_STATES = frozenset(
 
 
 class Tcb:
+    # The output pass's shortcut when there is nothing to send
+    # (`_output_data`); tests turn it off to compare it with the full pass.
+    fast_output = True
+
     __slots__ = (
         "settings",
         "local_ip",
@@ -1559,6 +1563,23 @@ class Tcb:
             rec = self.rec
         q = rec.queue
         cwnd = rec.cc
+        if (
+            self.fast_output
+            and not q.pending
+            and not rec.send_new_first
+            and self.pacer is None
+            and self.una_off + seq_diff(self.sndbuf_seq, self.snd_una)
+            + len(self.sndbuf) <= q.nxt
+            and (self.fin_seq is None or self.snd_max != self.fin_seq)
+        ):
+            # Nothing to resend, no new data, no FIN (most flushes after an
+            # ACK): only the bookkeeping of an output pass that sent nothing.
+            flight = rec.in_flight()
+            rec.on_send(flight, flight >= cwnd.cwnd)
+            if cwnd.sampler is not None:
+                rec.check_app_limited(self._unsent())
+            self._arm_after_output(now, False)
+            return
         if rec.send_new_first and not self._new_data_allowed():
             rec.send_new_first = rec.frto = False  # F-RTO: nothing new to send
         seg_max = self._seg_max() if q.pending else 0
@@ -1588,11 +1609,13 @@ class Tcb:
                 # tcp_xmit_retransmit_queue): give the repair an RTT.
                 self.rtx_deadline, self.rtx_kind = now + self.rto.rto, RTX_RTO
         sent = False
+        flight = -1  # not known yet
         if not blocked and (budget < 0 or paced < budget):
             new = self._send_new_data(now, limit=budget - paced if budget >= 0 else -1)
             paced += new
             sent = new > 0
-            blocked = rec.in_flight() >= cwnd.cwnd
+            flight = rec.in_flight()
+            blocked = flight >= cwnd.cwnd
         if pacer is not None:
             self._after_paced_burst(pacer, paced, budget, now)
         fin_seq = self.fin_seq
@@ -1603,11 +1626,18 @@ class Tcb:
             q.append(fin_off, fin_off + 1, now, fin=True)
             self.snd_nxt = self.snd_max = (fin_seq + 1) & MASK
             sent = True
-        rec.on_send(rec.in_flight(), blocked)
+            flight = -1
+        rec.on_send(flight if flight >= 0 else rec.in_flight(), blocked)
         if cwnd.sampler is not None:
             rec.check_app_limited(self._unsent())
         if sent:
             self.last_send = now
+        self._arm_after_output(now, sent)
+
+    def _arm_after_output(self, now: float, sent: bool) -> None:
+        """The sender's timer after an output pass (RFC 6298 5.1, RFC 8985
+        7.2, RFC 9293 3.8.6.1)."""
+        if sent:
             if self.rtx_deadline is None or self.persist or self.rtx_kind == RTX_PTO:
                 self.persist = False
                 self._arm_probe_or_rto(now)
@@ -1617,15 +1647,12 @@ class Tcb:
                 pto = self._pto()
                 if pto is not None and now + pto < self.rtx_deadline:
                     self.rtx_deadline, self.rtx_kind = now + pto, RTX_PTO
-        elif (
-            self.snd_wnd == 0
-            and self.snd_una == self.snd_max
-            and self.sndbuf
-            and self.rtx_deadline is None
-        ):
+        elif self.rtx_deadline is not None:
+            return  # a timer runs: nothing below applies
+        elif self.snd_wnd == 0 and self.snd_una == self.snd_max and self.sndbuf:
             self.persist = True  # zero window: start probing (RFC 9293 3.8.6.1)
             self.rtx_deadline = now + self.rto.rto
-        elif self.rtx_deadline is None and self.snd_una != self.snd_max:
+        elif self.snd_una != self.snd_max:
             self._arm_probe_or_rto(now)
 
     def _pacing_budget(self, pacer: Pacer, now: float) -> int:
@@ -1668,15 +1695,16 @@ class Tcb:
         rec = self._rec or self.rec
         q = rec.queue
         sndbuf = self.sndbuf
-        buf_off = self._off(self.sndbuf_seq)
-        end_off = buf_off + len(sndbuf)
+        una_off = self.una_off
+        buf_off = una_off + seq_diff(self.sndbuf_seq, self.snd_una)  # _off()
+        buf_len = len(sndbuf)
+        end_off = buf_off + buf_len
         if end_off <= q.nxt:
             return 0  # nothing unsent (most flushes after an ACK)
         cc = rec.cc
         mss = self.mss
-        seg_max = mss if probe else self._seg_max()
         fin_seq = self.fin_seq
-        wnd_end = self.una_off + self.snd_wnd
+        wnd_end = una_off + self.snd_wnd
         sent = 0
         while True:
             nxt = q.nxt
@@ -1686,30 +1714,33 @@ class Tcb:
             if 0 <= limit <= sent:
                 break  # pacing: the rest waits for the next send time
             if not q.recs:
-                self._restart_after_idle(now)
-            flight = rec.in_flight()
-            room = cc.cwnd - flight
+                self._restart_after_idle(cc, now)
+            room = cc.cwnd - (q.in_flight() - rec.reno_sacked)  # rec.in_flight()
             if probe:
                 room = mss
             elif room <= 0:
                 break
             usable = wnd_end - nxt
             n = unsent if unsent < mss else mss
-            outstanding = nxt > self.una_off
+            outstanding = nxt > una_off
             if usable < n:
                 if usable <= 0 or (outstanding and usable < self.max_snd_wnd // 2):
                     break
                 n = usable
             elif n < mss and outstanding and not self.nodelay and fin_seq is None:
                 break  # Nagle: one small segment in flight at a time
-            elif n == mss and seg_max > mss:
-                # Offload: as many whole MSS as cwnd (rounded up) and the window allow.
-                n = min(unsent, usable, seg_max, -(-room // mss) * mss)
+            elif n == mss and not probe and self.tso_limit >= 2 * mss:
+                # Offload: as many whole MSS as cwnd (rounded up) and the
+                # window allow, up to the link's limit (_seg_max()).
+                n = min(unsent, usable, self._seg_max(), -(-room // mss) * mss)
                 if limit >= 0:
                     n = min(n, max(mss, (limit - sent) // mss * mss))
             start = nxt - buf_off
-            payload = bytes(memoryview(sndbuf)[start : start + n])
-            flags = ACK | PSH if start + n == len(sndbuf) else ACK
+            if start == 0 and n == buf_len:
+                payload = bytes(sndbuf)  # all of it (a small write)
+            else:
+                payload = bytes(memoryview(sndbuf)[start : start + n])
+            flags = ACK | PSH if start + n == buf_len else ACK
             seq = self.snd_max
             nxt_seq = (seq + n) & MASK
             end = nxt + n
@@ -1737,16 +1768,17 @@ class Tcb:
         self.counters["RetransSegs"] += 1
         self._emit(flags, (self.iss + r.start) & MASK, payload)
 
-    def _restart_after_idle(self, now: float) -> None:
+    def _restart_after_idle(self, cc: congestion.CongestionControl, now: float) -> None:
         """Nothing in flight and new data to send. RFC 5681 4.1 / RFC 2861
         (Linux tcp_cwnd_restart): after more than an RTO of silence the
-        window is stale; halve it per idle RTO, down to the initial window."""
-        cc = self.cc
+        window is stale; halve it per idle RTO, down to the initial window.
+        The controller hears of every restart (RFC 9438 5.8: CUBIC shifts
+        its epoch by the idle time, as Linux's CA_EVENT_TX_START)."""
         idle = now - self.last_send
         cc.on_idle(now, idle)
         rto = self.rto.rto
-        if not self.settings.slow_start_after_idle or idle <= rto:
-            return
+        if idle <= rto or not self.settings.slow_start_after_idle:
+            return  # the usual case (request/response): not idle for an RTO
         restart = min(INITIAL_WINDOW * self.mss, cc.cwnd)
         cc.ssthresh = max(cc.ssthresh, cc.cwnd * 3 // 4)
         cwnd = cc.cwnd
