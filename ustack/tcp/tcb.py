@@ -1094,10 +1094,12 @@ class Tcb:
         """Send window update (RFC 9293 3.10.7.4, SND.WL1/WL2 rule), for an
         ACK at or above the SND.UNA it arrived with."""
         wl1 = self.snd_wl1
+        # seq_le(SND.WL2, SEG.ACK) / seq_lt(SND.WL1, SEG.SEQ), inlined (per ACK).
         if wl1 == seq:
-            if not seq_le(self.snd_wl2, ack):
+            wl2 = self.snd_wl2
+            if wl2 != ack and (wl2 - ack) & MASK < HALF:
                 return
-        elif not seq_lt(wl1, seq):
+        elif (wl1 - seq) & MASK < HALF:
             return
         self.snd_wnd = wnd
         self.snd_wl1, self.snd_wl2 = seq, ack
@@ -1203,7 +1205,7 @@ class Tcb:
 
     def _on_ack_advance(self, ack: int) -> None:
         """SND.UNA moves to `ack`: free what the peer now holds."""
-        acked = seq_diff(ack, self.snd_una)
+        acked = (ack - self.snd_una) & MASK  # an advance: 0 < acked < 2**31
         n_data = seq_diff(ack, self.sndbuf_seq)
         if n_data > 0:
             buf = self.sndbuf
@@ -1215,8 +1217,8 @@ class Tcb:
             self.sndbuf_seq = (self.sndbuf_seq + n_data) & MASK
         self.snd_una = ack
         self.una_off += acked
-        if seq_lt(self.snd_nxt, ack):
-            self.snd_nxt = ack
+        if self.snd_nxt != ack and (self.snd_nxt - ack) & MASK >= HALF:
+            self.snd_nxt = ack  # a timeout rewound SND.NXT below the ACK
         self.retries = 0
 
     def _arm_sender_timer(self, now: float, advanced: bool) -> None:
@@ -1240,12 +1242,20 @@ class Tcb:
         return rec.pto(self.rto.srtt, self.rto.rto)
 
     def _arm_probe_or_rto(self, now: float) -> None:
-        rto = self.rto.rto
-        pto = self._pto()
+        """The tail loss probe's timer if one applies (RFC 8985 7.2), else
+        the RTO (RFC 6298 5.1)."""
+        rto = self.rto
+        rec = self._rec
+        # _pto(), inlined (after every ACK and every send).
+        pto = (
+            rec.pto(rto.srtt, rto.rto)
+            if rec is not None and self.settings.tlp
+            else None
+        )
         if pto is not None:
             self.rtx_deadline, self.rtx_kind = now + pto, RTX_PTO
         else:
-            self.rtx_deadline, self.rtx_kind = now + rto, RTX_RTO
+            self.rtx_deadline, self.rtx_kind = now + rto.rto, RTX_RTO
 
     def _on_rst(self) -> None:
         st = self.state
@@ -1826,7 +1836,9 @@ class Tcb:
                 # per ACK. Then it is rounded down instead (a retreat of less
                 # than one unit, RFC 7323 2.4); data up to rcv_adv is still
                 # accepted, so nothing the sender already sent is dropped.
-                field = self._window_field(offered)
+                field = (offered + (1 << wscale) - 1) >> wscale  # _window_field
+                if field > 0xFFFF:
+                    field = 0xFFFF
                 if field << wscale > free + (1 << wscale) - 1:
                     field = min(offered >> wscale, 0xFFFF)
             else:
