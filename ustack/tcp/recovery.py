@@ -606,7 +606,9 @@ class LossRecovery:
         ):
             return None
         pto = 2 * srtt
-        if self.queue.in_flight() <= self.cc.mss:
+        q = self.queue
+        # q.in_flight(), inlined (after every ACK and every send).
+        if q.nxt - q.una - q.sacked - q.lost + q.retrans_out <= self.cc.mss:
             pto = max(pto, 1.5 * srtt + WC_DEL_ACK)
         # If the RTO would come first, the probe takes its place (RFC 8985
         # 7.2, Linux tcp_schedule_loss_probe): a tail loss is then repaired

@@ -1624,7 +1624,7 @@ class Tcb:
             new = self._send_new_data(now, limit=budget - paced if budget >= 0 else -1)
             paced += new
             sent = new > 0
-            flight = rec.in_flight()
+            flight = q.in_flight() - rec.reno_sacked  # rec.in_flight()
             blocked = flight >= cwnd.cwnd
         if pacer is not None:
             self._after_paced_burst(pacer, paced, budget, now)
