@@ -51,6 +51,10 @@ class CaState(IntEnum):
 
 
 class LossRecovery:
+    # The common-ACK fast path (`_on_cumulative_ack`); tests turn it off to
+    # compare it with the full path.
+    fast_ack = True
+
     __slots__ = (
         "queue",
         "rack",
@@ -206,6 +210,18 @@ class LossRecovery:
         q = self.queue
         cc = self.cc
         sampler = cc.sampler
+        if (
+            ack > q.una
+            and not blocks
+            and dsack is None
+            and not ece
+            and self.state is CaState.OPEN
+            and self.tlp_high is None
+            and sampler is None
+            and not (q.sacked or q.lost or q.retrans_out or self.reno_sacked)
+            and self.fast_ack
+        ):
+            return self._on_cumulative_ack(ack, now, srtt)
         if sampler is not None:
             sampler.begin(self.in_flight())
             prior_lost = q.lost_total
@@ -328,6 +344,49 @@ class LossRecovery:
             # Grow on in-order progress only (RFC 5681; Linux
             # tcp_may_raise_cwnd), by all it delivered (RFC 3465).
             cc.on_ack(delivered_bytes, now, self.cwnd_limited(), round_start)
+        return rtt
+
+    def _on_cumulative_ack(self, ack: int, now: float, srtt: float) -> float | None:
+        """`on_ack` for the common ACK: it advances SND.UNA, carries no SACK
+        or D-SACK information and no ECE, nothing is SACKed, marked lost or
+        retransmitted, no loss probe is out and the state is OPEN (Linux
+        tcp_ack without FLAG_SLOWPATH: tcp_clean_rtx_queue, then congestion
+        avoidance). Every branch of the full path that such an ACK cannot
+        take is left out; the rest is the same, in the same order, so the
+        result is identical (tests/unit/test_sender_fastpath.py)."""
+        q = self.queue
+        rack = self.rack
+        prior_fack = q.fack
+        prior_flight = q.nxt - q.una
+        delivered: list[Sent] = []
+        acked = q.ack(ack, delivered)
+        rtt: float | None = None
+        for rec in delivered:  # RFC 8985 6.2 steps 1-3; Karn (RFC 6298 3)
+            rack.update(rec, now, prior_fack)
+            if rtt is None and not rec.ever_retrans:
+                rtt = now - rec.xmit
+        cc = self.cc
+        if delivered and rack.rtt:
+            cc.on_rtt(rack.rtt, now)
+        if rack.dsack_round is not None:
+            rack.on_ack(q.una)
+        round_start = ack > self.round_end
+        if round_start:
+            self._next_round()
+        if not self.sack_ok:
+            self.dupacks = 0  # RFC 5681 3.2: new data acknowledged
+        if q.recs:
+            # RFC 8985 6.2 step 5: data sent before what was just delivered
+            # may now count as lost (usually the walk stops at once).
+            if self._detect_loss(now, srtt):
+                self._enter_recovery(now, prior_flight)
+                assert self.prr is not None
+                cc.cwnd = self.prr.cwnd(acked, self.in_flight(), cc.mss)
+                return rtt
+        else:
+            self.reo_deadline = None  # nothing left to wait for
+        # RFC 5681 / RFC 3465: grow by all it delivered.
+        cc.on_ack(acked, now, self.cwnd_limited(), round_start)
         return rtt
 
     def _dsack_segs(self, dsack: tuple[int, int]) -> int:
@@ -549,7 +608,9 @@ class LossRecovery:
         ):
             return None
         pto = 2 * srtt
-        if self.queue.in_flight() <= self.cc.mss:
+        q = self.queue
+        # q.in_flight(), inlined (after every ACK and every send).
+        if q.nxt - q.una - q.sacked - q.lost + q.retrans_out <= self.cc.mss:
             pto = max(pto, 1.5 * srtt + WC_DEL_ACK)
         # If the RTO would come first, the probe takes its place (RFC 8985
         # 7.2, Linux tcp_schedule_loss_probe): a tail loss is then repaired

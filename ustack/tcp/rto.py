@@ -26,14 +26,23 @@ class RtoEstimator:
         `per_rtt` is how many samples to expect per round trip: RFC 7323
         Appendix G divides alpha and beta by it, so that many samples per
         RTT weigh as much as one per RTT did and RTTVAR does not collapse."""
-        if self.srtt is None:  # RFC 6298 2.2
-            self.srtt = rtt
-            self.rttvar = rtt / 2
+        srtt = self.srtt
+        if srtt is None:  # RFC 6298 2.2
+            srtt = rtt
+            rttvar = rtt / 2
         else:  # RFC 6298 2.3
             alpha, beta = _ALPHA / per_rtt, _BETA / per_rtt
-            self.rttvar = (1 - beta) * self.rttvar + beta * abs(self.srtt - rtt)
-            self.srtt = (1 - alpha) * self.srtt + alpha * rtt
-        self.rto = self._clamp(self.srtt + max(_G, _K * self.rttvar))
+            err = srtt - rtt
+            rttvar = (1 - beta) * self.rttvar + beta * (err if err >= 0 else -err)
+            srtt = (1 - alpha) * srtt + alpha * rtt
+        self.srtt = srtt
+        self.rttvar = rttvar
+        # RFC 6298 2.3 and 2.4-2.5 (_clamp, inlined: once per ACK).
+        var = _K * rttvar
+        rto = srtt + (var if var > _G else _G)
+        if rto < self.rto_min:
+            rto = self.rto_min
+        self.rto = rto if rto < self.rto_max else self.rto_max
 
     def backoff(self) -> None:
         """RFC 6298 5.5: double the RTO on each expiry."""

@@ -151,7 +151,8 @@ class RetransmitQueue:
             else:
                 newly += cut
                 delivered.append(rec)
-                self._unmark(rec, cut)
+                if rec.lost or rec.retrans:  # else nothing to unmark
+                    self._unmark(rec, cut)
             if rec.end <= ack:
                 n += 1
             else:

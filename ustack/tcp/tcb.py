@@ -82,6 +82,10 @@ _OUTPUT_STATES = frozenset(
 
 
 class Tcb:
+    # The output pass's shortcut when there is nothing to send
+    # (`_output_data`); tests turn it off to compare it with the full pass.
+    fast_output = True
+
     __slots__ = (
         "settings",
         "local_ip",
@@ -1169,10 +1173,12 @@ class Tcb:
         """Send window update (RFC 9293 3.10.7.4, SND.WL1/WL2 rule), for an
         ACK at or above the SND.UNA it arrived with."""
         wl1 = self.snd_wl1
+        # seq_le(SND.WL2, SEG.ACK) / seq_lt(SND.WL1, SEG.SEQ), inlined (per ACK).
         if wl1 == seq:
-            if not seq_le(self.snd_wl2, ack):
+            wl2 = self.snd_wl2
+            if wl2 != ack and (wl2 - ack) & MASK < HALF:
                 return
-        elif not seq_lt(wl1, seq):
+        elif (wl1 - seq) & MASK < HALF:
             return
         self.snd_wnd = wnd
         self.snd_wl1, self.snd_wl2 = seq, ack
@@ -1189,31 +1195,18 @@ class Tcb:
     def _sender_ack(
         self, seg: TcpSegment, wnd: int, advanced: bool, now: float
     ) -> None:
-        """Hand an ACK for outstanding data to loss recovery (recovery.py)."""
+        """Hand an ACK for outstanding data to loss recovery (recovery.py).
+
+        Per ACK: seq_diff, bytes_in_flight and the SACK conversion are
+        inlined or skipped when they cannot matter (no blocks, no ECN)."""
         rec = self._rec or self.rec
         ack = seg.ack
-        ack_off = self._off(ack)
+        d = (ack - self.snd_una) & MASK
+        ack_off = self.una_off + (d - (1 << 32) if d & HALF else d)  # _off(ack)
         blocks: list[tuple[int, int]] = []
         dsack: tuple[int, int] | None = None
         if seg.sack_blocks and self.sack_ok:
-            spans = [(self._off(lo), self._off(hi)) for lo, hi in seg.sack_blocks]
-            first_lo, first_hi = spans[0]
-            # RFC 2883 4: the first block reports a duplicate when it lies
-            # below the cumulative ACK or inside the second block.
-            if first_lo < first_hi and (
-                first_hi <= ack_off
-                or (
-                    len(spans) > 1
-                    and spans[1][0] <= first_lo
-                    and first_hi <= spans[1][1]
-                )
-            ):
-                dsack = (first_lo, first_hi)
-                spans = spans[1:]
-            top = rec.queue.nxt
-            for lo, hi in spans:
-                if ack_off < hi <= top and lo < hi:  # ignore invalid blocks
-                    blocks.append((lo, hi))
+            dsack = self._sack_spans(seg.sack_blocks, ack_off, rec.queue.nxt, blocks)
         # RFC 5681 2: a duplicate ACK carries no data and no window change.
         is_dupack = (
             not advanced
@@ -1221,18 +1214,18 @@ class Tcb:
             and not seg.flags & (FIN | SYN)
             and wnd == self.snd_wnd
         )
-        tsecr = seg.timestamp[1] if self.ts_ok and seg.timestamp else None
+        ts = seg.timestamp
+        tsecr = ts[1] if ts is not None and self.ts_ok else None
         rto = self.rto
+        ef = self.ecn_flags
         prior_state, prior_high, prior_tlp = rec.state, rec.high_seq, rec.tlp_reductions
         # RFC 3168 6.1.2: ECE on an ACK (never the SYN-ACK's) asks for a
         # reduction, once per window (Linux tcp_ecn_rcv_ecn_echo).
-        ece = bool(seg.flags & ECE and self.ecn_flags)
+        ece = bool(ef and seg.flags & ECE)
         rtt = rec.on_ack(
             ack_off, blocks, dsack, is_dupack, now, tsecr, rto.srtt or 0.0, ece
         )
-        if self.ecn_flags and (
-            rec.state is not prior_state or rec.high_seq != prior_high
-        ):
+        if ef and (rec.state is not prior_state or rec.high_seq != prior_high):
             self._ecn_after_reduction(prior_state)
         if self.ecn_flags and rec.tlp_reductions != prior_tlp:
             self.ecn_flags |= ecn.QUEUE_CWR  # a probe-repaired loss (RFC 3168 6.1.2)
@@ -1240,7 +1233,7 @@ class Tcb:
             self._on_ack_advance(ack)
         pacer = self.pacer
         if pacer is not None:
-            pacer.rate = self.cc.pacing_rate_for(self.rto.srtt, now)
+            pacer.rate = self.cc.pacing_rate_for(rto.srtt, now)
         # One RTT sample per ACK (RFC 7323 Appendix G): from send times when
         # Karn's rule allows (Linux prefers them), else from the echo (RTTM).
         if rtt is None and advanced and tsecr:
@@ -1249,8 +1242,35 @@ class Tcb:
                 rtt = rtt_ms / 1000
         if rtt is not None:
             # ~one ACK per two segments: weight samples by the window's count.
-            rto.sample(rtt, max(1, self.bytes_in_flight() // (2 * self.mss)))
+            per_rtt = ((self.snd_max - self.snd_una) & MASK) // (2 * self.mss)
+            rto.sample(rtt, per_rtt if per_rtt > 1 else 1)
         self._arm_sender_timer(now, advanced)
+
+    def _sack_spans(
+        self,
+        sack_blocks: tuple[tuple[int, int], ...],
+        ack_off: int,
+        top: int,
+        blocks: list[tuple[int, int]],
+    ) -> tuple[int, int] | None:
+        """An ACK's SACK blocks as stream offsets: the valid ones are put in
+        `blocks` (above the cumulative ACK, below SND.MAX); returns the
+        D-SACK range, if the first block reports one."""
+        dsack: tuple[int, int] | None = None
+        spans = [(self._off(lo), self._off(hi)) for lo, hi in sack_blocks]
+        first_lo, first_hi = spans[0]
+        # RFC 2883 4: the first block reports a duplicate when it lies
+        # below the cumulative ACK or inside the second block.
+        if first_lo < first_hi and (
+            first_hi <= ack_off
+            or (len(spans) > 1 and spans[1][0] <= first_lo and first_hi <= spans[1][1])
+        ):
+            dsack = (first_lo, first_hi)
+            spans = spans[1:]
+        for lo, hi in spans:
+            if ack_off < hi <= top and lo < hi:  # ignore invalid blocks
+                blocks.append((lo, hi))
+        return dsack
 
     def _ecn_after_reduction(self, prior: CaState) -> None:
         """RFC 3168 6.1.2: after a window reduction (ECE or fast retransmit
@@ -1266,7 +1286,7 @@ class Tcb:
 
     def _on_ack_advance(self, ack: int) -> None:
         """SND.UNA moves to `ack`: free what the peer now holds."""
-        acked = seq_diff(ack, self.snd_una)
+        acked = (ack - self.snd_una) & MASK  # an advance: 0 < acked < 2**31
         n_data = seq_diff(ack, self.sndbuf_seq)
         if n_data > 0:
             buf = self.sndbuf
@@ -1278,8 +1298,8 @@ class Tcb:
             self.sndbuf_seq = (self.sndbuf_seq + n_data) & MASK
         self.snd_una = ack
         self.una_off += acked
-        if seq_lt(self.snd_nxt, ack):
-            self.snd_nxt = ack
+        if self.snd_nxt != ack and (self.snd_nxt - ack) & MASK >= HALF:
+            self.snd_nxt = ack  # a timeout rewound SND.NXT below the ACK
         self.retries = 0
 
     def _arm_sender_timer(self, now: float, advanced: bool) -> None:
@@ -1303,12 +1323,20 @@ class Tcb:
         return rec.pto(self.rto.srtt, self.rto.rto)
 
     def _arm_probe_or_rto(self, now: float) -> None:
-        rto = self.rto.rto
-        pto = self._pto()
+        """The tail loss probe's timer if one applies (RFC 8985 7.2), else
+        the RTO (RFC 6298 5.1)."""
+        rto = self.rto
+        rec = self._rec
+        # _pto(), inlined (after every ACK and every send).
+        pto = (
+            rec.pto(rto.srtt, rto.rto)
+            if rec is not None and self.settings.tlp
+            else None
+        )
         if pto is not None:
             self.rtx_deadline, self.rtx_kind = now + pto, RTX_PTO
         else:
-            self.rtx_deadline, self.rtx_kind = now + rto, RTX_RTO
+            self.rtx_deadline, self.rtx_kind = now + rto.rto, RTX_RTO
 
     def _on_rst(self) -> None:
         st = self.state
@@ -1634,6 +1662,23 @@ class Tcb:
             rec = self.rec
         q = rec.queue
         cwnd = rec.cc
+        if (
+            self.fast_output
+            and not q.pending
+            and not rec.send_new_first
+            and self.pacer is None
+            and self.una_off + seq_diff(self.sndbuf_seq, self.snd_una)
+            + len(self.sndbuf) <= q.nxt
+            and (self.fin_seq is None or self.snd_max != self.fin_seq)
+        ):
+            # Nothing to resend, no new data, no FIN (most flushes after an
+            # ACK): only the bookkeeping of an output pass that sent nothing.
+            flight = rec.in_flight()
+            rec.on_send(flight, flight >= cwnd.cwnd)
+            if cwnd.sampler is not None:
+                rec.check_app_limited(self._unsent())
+            self._arm_after_output(now, False)
+            return
         if rec.send_new_first and not self._new_data_allowed():
             rec.send_new_first = rec.frto = False  # F-RTO: nothing new to send
         seg_max = self._seg_max() if q.pending else 0
@@ -1663,11 +1708,13 @@ class Tcb:
                 # tcp_xmit_retransmit_queue): give the repair an RTT.
                 self.rtx_deadline, self.rtx_kind = now + self.rto.rto, RTX_RTO
         sent = False
+        flight = -1  # not known yet
         if not blocked and (budget < 0 or paced < budget):
             new = self._send_new_data(now, limit=budget - paced if budget >= 0 else -1)
             paced += new
             sent = new > 0
-            blocked = rec.in_flight() >= cwnd.cwnd
+            flight = q.in_flight() - rec.reno_sacked  # rec.in_flight()
+            blocked = flight >= cwnd.cwnd
         if pacer is not None:
             self._after_paced_burst(pacer, paced, budget, now)
         fin_seq = self.fin_seq
@@ -1678,11 +1725,18 @@ class Tcb:
             q.append(fin_off, fin_off + 1, now, fin=True)
             self.snd_nxt = self.snd_max = (fin_seq + 1) & MASK
             sent = True
-        rec.on_send(rec.in_flight(), blocked)
+            flight = -1
+        rec.on_send(flight if flight >= 0 else rec.in_flight(), blocked)
         if cwnd.sampler is not None:
             rec.check_app_limited(self._unsent())
         if sent:
             self.last_send = now
+        self._arm_after_output(now, sent)
+
+    def _arm_after_output(self, now: float, sent: bool) -> None:
+        """The sender's timer after an output pass (RFC 6298 5.1, RFC 8985
+        7.2, RFC 9293 3.8.6.1)."""
+        if sent:
             if self.rtx_deadline is None or self.persist or self.rtx_kind == RTX_PTO:
                 self.persist = False
                 self._arm_probe_or_rto(now)
@@ -1692,15 +1746,12 @@ class Tcb:
                 pto = self._pto()
                 if pto is not None and now + pto < self.rtx_deadline:
                     self.rtx_deadline, self.rtx_kind = now + pto, RTX_PTO
-        elif (
-            self.snd_wnd == 0
-            and self.snd_una == self.snd_max
-            and self.sndbuf
-            and self.rtx_deadline is None
-        ):
+        elif self.rtx_deadline is not None:
+            return  # a timer runs: nothing below applies
+        elif self.snd_wnd == 0 and self.snd_una == self.snd_max and self.sndbuf:
             self.persist = True  # zero window: start probing (RFC 9293 3.8.6.1)
             self.rtx_deadline = now + self.rto.rto
-        elif self.rtx_deadline is None and self.snd_una != self.snd_max:
+        elif self.snd_una != self.snd_max:
             self._arm_probe_or_rto(now)
 
     def _pacing_budget(self, pacer: Pacer, now: float) -> int:
@@ -1743,15 +1794,16 @@ class Tcb:
         rec = self._rec or self.rec
         q = rec.queue
         sndbuf = self.sndbuf
-        buf_off = self._off(self.sndbuf_seq)
-        end_off = buf_off + len(sndbuf)
+        una_off = self.una_off
+        buf_off = una_off + seq_diff(self.sndbuf_seq, self.snd_una)  # _off()
+        buf_len = len(sndbuf)
+        end_off = buf_off + buf_len
         if end_off <= q.nxt:
             return 0  # nothing unsent (most flushes after an ACK)
         cc = rec.cc
         mss = self.mss
-        seg_max = mss if probe else self._seg_max()
         fin_seq = self.fin_seq
-        wnd_end = self.una_off + self.snd_wnd
+        wnd_end = una_off + self.snd_wnd
         sent = 0
         while True:
             nxt = q.nxt
@@ -1761,30 +1813,33 @@ class Tcb:
             if 0 <= limit <= sent:
                 break  # pacing: the rest waits for the next send time
             if not q.recs:
-                self._restart_after_idle(now)
-            flight = rec.in_flight()
-            room = cc.cwnd - flight
+                self._restart_after_idle(cc, now)
+            room = cc.cwnd - (q.in_flight() - rec.reno_sacked)  # rec.in_flight()
             if probe:
                 room = mss
             elif room <= 0:
                 break
             usable = wnd_end - nxt
             n = unsent if unsent < mss else mss
-            outstanding = nxt > self.una_off
+            outstanding = nxt > una_off
             if usable < n:
                 if usable <= 0 or (outstanding and usable < self.max_snd_wnd // 2):
                     break
                 n = usable
             elif n < mss and outstanding and not self.nodelay and fin_seq is None:
                 break  # Nagle: one small segment in flight at a time
-            elif n == mss and seg_max > mss:
-                # Offload: as many whole MSS as cwnd (rounded up) and the window allow.
-                n = min(unsent, usable, seg_max, -(-room // mss) * mss)
+            elif n == mss and not probe and self.tso_limit >= 2 * mss:
+                # Offload: as many whole MSS as cwnd (rounded up) and the
+                # window allow, up to the link's limit (_seg_max()).
+                n = min(unsent, usable, self._seg_max(), -(-room // mss) * mss)
                 if limit >= 0:
                     n = min(n, max(mss, (limit - sent) // mss * mss))
             start = nxt - buf_off
-            payload = bytes(memoryview(sndbuf)[start : start + n])
-            flags = ACK | PSH if start + n == len(sndbuf) else ACK
+            if start == 0 and n == buf_len:
+                payload = bytes(sndbuf)  # all of it (a small write)
+            else:
+                payload = bytes(memoryview(sndbuf)[start : start + n])
+            flags = ACK | PSH if start + n == buf_len else ACK
             seq = self.snd_max
             nxt_seq = (seq + n) & MASK
             end = nxt + n
@@ -1812,16 +1867,17 @@ class Tcb:
         self.counters["RetransSegs"] += 1
         self._emit(flags, (self.iss + r.start) & MASK, payload)
 
-    def _restart_after_idle(self, now: float) -> None:
+    def _restart_after_idle(self, cc: congestion.CongestionControl, now: float) -> None:
         """Nothing in flight and new data to send. RFC 5681 4.1 / RFC 2861
         (Linux tcp_cwnd_restart): after more than an RTO of silence the
-        window is stale; halve it per idle RTO, down to the initial window."""
-        cc = self.cc
+        window is stale; halve it per idle RTO, down to the initial window.
+        The controller hears of every restart (RFC 9438 5.8: CUBIC shifts
+        its epoch by the idle time, as Linux's CA_EVENT_TX_START)."""
         idle = now - self.last_send
         cc.on_idle(now, idle)
         rto = self.rto.rto
-        if not self.settings.slow_start_after_idle or idle <= rto:
-            return
+        if idle <= rto or not self.settings.slow_start_after_idle:
+            return  # the usual case (request/response): not idle for an RTO
         restart = min(INITIAL_WINDOW * self.mss, cc.cwnd)
         cc.ssthresh = max(cc.ssthresh, cc.cwnd * 3 // 4)
         cwnd = cc.cwnd
@@ -1869,7 +1925,9 @@ class Tcb:
                 # per ACK. Then it is rounded down instead (a retreat of less
                 # than one unit, RFC 7323 2.4); data up to rcv_adv is still
                 # accepted, so nothing the sender already sent is dropped.
-                field = self._window_field(offered)
+                field = (offered + (1 << wscale) - 1) >> wscale  # _window_field
+                if field > 0xFFFF:
+                    field = 0xFFFF
                 if field << wscale > free + (1 << wscale) - 1:
                     field = min(offered >> wscale, 0xFFFF)
             else:

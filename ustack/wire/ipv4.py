@@ -11,7 +11,6 @@ from ustack.wire.tcp import (
     WireError,
     _encode,
     _options,
-    timestamps_only,
 )
 
 PROTO_ICMP = 1
@@ -110,24 +109,37 @@ def build_tcp_packet(
     """
     addr_sum = int.from_bytes(src, "big") + int.from_bytes(dst, "big")
     payload = seg.payload
+    plen = len(payload)
     ts = seg.timestamp
-    # The usual data segment or ACK carries timestamps alone: its option
-    # goes into the same pack as the headers (no option bytes to join).
-    ts_only = ts is not None and timestamps_only(seg)
-    if ts_only:
-        opts, tcp_hlen = b"", 32
+    tail: tuple[int, ...]
+    if (
+        ts is not None
+        and seg.mss is None
+        and seg.wscale is None
+        and not seg.sack_permitted
+        and not seg.sack_blocks
+    ):
+        # The usual data segment or ACK: timestamps alone go into the same
+        # pack as the headers; no option bytes are built.
+        opts, tcp_hlen, packer, tail = b"", 32, _HDR_TCP_TS, (_TS_LEAD, *ts)
         if not partial_csum:
-            tcp_csum = _encode(seg, addr_sum)[2]
-    elif partial_csum:
-        opts, tcp_hlen = _options(seg)
+            tcp_csum = _ts_only_csum(seg, ts, addr_sum + PROTO_TCP + 32 + plen)
     else:
-        opts, tcp_hlen, tcp_csum = _encode(seg, addr_sum)
+        packer, tail = _HDR_TCP, ()
+        if partial_csum:
+            opts, tcp_hlen = _options(seg)
+        else:
+            opts, tcp_hlen, tcp_csum = _encode(seg, addr_sum)
     if partial_csum:
-        tcp_csum = (addr_sum + PROTO_TCP + tcp_hlen + len(payload)) % 0xFFFF or 0xFFFF
-    total = 20 + tcp_hlen + len(payload)
+        tcp_csum = (addr_sum + PROTO_TCP + tcp_hlen + plen) % 0xFFFF or 0xFFFF
+    total = 20 + tcp_hlen + plen
     ident &= 0xFFFF
     tos = seg.ecn
-    fields = (
+    # _ip_csum, inlined (per packet).
+    ip_s = (
+        0x4500 + tos + total + ident + _DF + (ttl << 8 | PROTO_TCP) + addr_sum
+    ) % 0xFFFF
+    hdr = packer.pack(
         0x45,
         tos,
         total,
@@ -135,7 +147,7 @@ def build_tcp_packet(
         _DF,
         ttl,
         PROTO_TCP,
-        _ip_csum(total, ident, ttl << 8 | PROTO_TCP, addr_sum, tos),
+        0xFFFF - ip_s if ip_s else 0,
         src,
         dst,
         seg.src_port,
@@ -147,14 +159,38 @@ def build_tcp_packet(
         seg.window,
         tcp_csum,
         seg.urg_ptr,
+        *tail,
     )
-    if ts is not None and ts_only:
-        hdr = _HDR_TCP_TS.pack(*fields, _TS_LEAD, ts[0], ts[1])
-    else:
-        hdr = _HDR_TCP.pack(*fields)
     if opts:
         return b"".join((hdr, opts, payload))
-    return hdr + payload
+    return hdr + payload if plen else hdr
+
+
+def _ts_only_csum(seg: TcpSegment, ts: tuple[int, int], pseudo: int) -> int:
+    """The TCP checksum of a segment whose only option is NOP NOP TS,
+    summed from the field values: every field starts on a 16-bit boundary
+    and 2**16 == 1 (mod 0xFFFF), so a 32-bit field counts as its value
+    (RFC 1071). `pseudo` is the pseudo-header's sum."""
+    payload = seg.payload
+    p = int.from_bytes(payload, "big") % 0xFFFF if payload else 0
+    if len(payload) & 1:
+        p <<= 8  # RFC 9293 3.1: pad with a zero byte
+    s = (
+        p
+        + pseudo
+        + seg.src_port
+        + seg.dst_port
+        + seg.seq
+        + seg.ack
+        + (8 << 12)  # data offset: 8 words
+        + seg.flags
+        + seg.window
+        + seg.urg_ptr
+        + _TS_LEAD
+        + ts[0]
+        + ts[1]
+    ) % 0xFFFF  # > 0: the pseudo-header's protocol term is nonzero
+    return 0xFFFF - s if s else 0
 
 
 def with_full_tcp_checksum(packet: bytes | memoryview) -> bytes:
