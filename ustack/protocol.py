@@ -136,8 +136,9 @@ class TcbTransport:
             return  # as asyncio: writes after close are dropped
         if not self._pending:
             n = self.tcb.send(data)
-            if n == len(data):
-                self._flush_soon()
+            if n == len(data):  # the usual case: all of it fitted
+                if not self._in_service:  # _flush_soon, inlined
+                    self._host.kick(self.tcb)
                 return
             data = memoryview(data)[n:]
         if self._pending is None:

@@ -60,6 +60,9 @@ _TRUST = vnet.F_NEEDS_CSUM | vnet.F_DATA_VALID
 _VNET_ONE_SEGMENT = vnet.tcp_header(20, 20, 0, 1)  # partial checksum, no GSO
 _BUSY_POLL_SLICE = 0.001  # s: busy polling yields to other tasks this often
 _PORTS_SEQ = struct.Struct("!HHI")  # a quoted TCP header's first 8 bytes
+_SYN_RECEIVED = State.SYN_RECEIVED  # module constants: no attribute lookups
+_CLOSED = State.CLOSED
+_TIME_WAIT = State.TIME_WAIT
 
 
 class Conn:
@@ -437,7 +440,7 @@ class Stack:
             if ip.ecn:  # RFC 3168: the TCB sees the IP ECN codepoint
                 seg.ecn = ip.ecn
                 counters[IN_ECN_COUNTERS[ip.ecn]] += 1
-            self._input_tcp(ip.src, seg, now)
+            self._input_tcp(src, seg, now)
         elif ip.proto == PROTO_UDP:
             self._woke = True  # a reader may be waiting: no busy polling
             if not self.udp.input(src, ip.payload, verify):
@@ -490,24 +493,27 @@ class Stack:
         """`iss` is set when a SYN reopens a TIME_WAIT tuple (RFC 6191)."""
         key = (src, seg.src_port, seg.dst_port)
         tcb = self._conns.get(key)
-        if tcb is None and self._timewait:
-            row = self._timewait.find(key)
-            if row is not None:
-                self._input_time_wait(row, src, seg, now)
-                return
-        if tcb is not None:
+        if tcb is not None:  # first: an established connection's segment
             was = tcb.state
-            if was is State.SYN_RECEIVED and self._accept_queue_full(tcb, seg):
+            if was is _SYN_RECEIVED and self._accept_queue_full(tcb, seg):
                 return
             try:
                 tcb.on_segment(seg, now)
             except Exception as exc:  # a bug must cost one connection only
                 self._internal_error(tcb, exc)
                 return
-            if was is State.SYN_RECEIVED and tcb.state is not State.SYN_RECEIVED:
+            if was is _SYN_RECEIVED and tcb.state is not _SYN_RECEIVED:
                 self._on_passive_established(tcb)
-            self._mark_dirty(tcb)
+            conn: Conn = tcb.owner  # _mark_dirty, inlined (once a segment)
+            if not conn.dirty:
+                conn.dirty = True
+                self._dirty.append(tcb)
             return
+        if self._timewait:
+            row = self._timewait.find(key)
+            if row is not None:
+                self._input_time_wait(row, src, seg, now)
+                return
         listening = self._listeners.get(seg.dst_port)
         flags = seg.flags
         if listening is not None:
@@ -792,19 +798,20 @@ class Stack:
                 self._internal_error(tcb, exc)
                 return
             tcb.outbox.clear()
-        if tcb.state is not conn.last_state:
-            old, conn.last_state = conn.last_state, tcb.state
+        state = tcb.state
+        if state is not conn.last_state:
+            old, conn.last_state = conn.last_state, state
             for observer in self.state_observers:
-                observer(tcb, old, tcb.state, trio.current_time())
-        if tcb.state is State.CLOSED:
-            self._reap(tcb, conn)
-        elif tcb.state is State.TIME_WAIT:
-            self._enter_time_wait(tcb, conn)
-        else:
+                observer(tcb, old, state, trio.current_time())
+        if state is not _CLOSED and state is not _TIME_WAIT:
             self._schedule(tcb)
             if transport is None and conn.wake():
                 self._woke = True
             return
+        if state is _CLOSED:
+            self._reap(tcb, conn)
+        else:
+            self._enter_time_wait(tcb, conn)
         if transport is not None:
             # Break the tcb -> conn -> transport -> tcb cycle now, so the
             # connection is freed by reference counting, not a later cyclic
