@@ -69,7 +69,8 @@ def test_up_netns_serves_inside_and_deletes_it(
     try:
         ready = wait_for(proc, out, "ready")
         assert f"in netns {name}" in ready
-        assert f"ip netns exec {name}" in err.read_text()
+        # The hint goes to stderr, which may be written after "ready".
+        wait_for(proc, err, f"ip netns exec {name}")
         ns = Netns(name)
         body = ns.run("curl", "-s", "--max-time", "20", "http://10.203.0.2/bytes/10")
         assert body.stdout == bytes(range(10))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,24 +39,38 @@ def kernel_asks_for_ecn(ns: Netns) -> None:
     assert ns.run("sysctl", "-n", "net.ipv4.tcp_ecn").stdout.strip() == b"1"
 
 
-def segments(capture: Path) -> list[dict[str, int | str]]:
-    """Every TCP segment in the capture: source, flags, IP ECN field, length."""
+@dataclass(frozen=True)
+class Seg:
+    src: str
+    flags: int
+    ecn: int
+    len: int
+    rexmit: bool
+
+
+def segments(capture: Path) -> list[Seg]:
+    """Every TCP segment in the capture: source, flags, IP ECN field, length,
+    and whether it is a retransmission (it starts below the highest sequence
+    number its sender had sent on that connection)."""
     out = subprocess.run(
         [
             "tshark", "-r", str(capture), "-Y", "tcp", "-T", "fields",
             "-e", "ip.src", "-e", "tcp.flags", "-e", "ip.dsfield.ecn",
-            "-e", "tcp.len",
+            "-e", "tcp.len", "-e", "tcp.srcport", "-e", "tcp.seq",
         ],
         check=True,
         capture_output=True,
         timeout=60,
     ).stdout.decode()
-    rows: list[dict[str, int | str]] = []
+    rows: list[Seg] = []
+    sent_up_to: dict[tuple[str, str], int] = {}
     for line in out.splitlines():
-        src, flags, ecn, length = line.split("\t")
-        rows.append(
-            {"src": src, "flags": int(flags, 16), "ecn": int(ecn), "len": int(length)}
-        )
+        src, flags, ecn, length, port, seq = line.split("\t")
+        end = int(seq) + int(length)  # tshark's relative sequence numbers
+        highest = sent_up_to.get((src, port), 0)
+        sent_up_to[(src, port)] = max(highest, end)
+        rexmit = int(length) > 0 and int(seq) < highest
+        rows.append(Seg(src, int(flags, 16), int(ecn), int(length), rexmit))
     return rows
 
 
@@ -90,23 +105,24 @@ def test_ecn_negotiated_with_the_kernel(
     assert counters["InECT0Pkts"] > 0 and counters["InCEPkts"] == 0
     assert stack.stop() == 0
     segs = segments(capture)
-    syns = [s for s in segs if s["flags"] == 0x02 | ECE | CWR]
-    synacks = [s for s in segs if s["flags"] & 0x12 == 0x12]
-    assert len(syns) == 2 and all(s["src"] == "10.203.0.1" for s in syns)
+    syns = [s for s in segs if s.flags == 0x02 | ECE | CWR]
+    synacks = [s for s in segs if s.flags & 0x12 == 0x12]
+    assert len(syns) == 2 and all(s.src == "10.203.0.1" for s in syns)
     # RFC 3168 6.1.1: ECN-setup SYN (ECE+CWR), SYN-ACK with ECE alone, not ECT.
     assert len(synacks) == 2
-    assert all(s["flags"] & (ECE | CWR) == ECE and s["src"] == USTACK for s in synacks)
-    assert all(s["ecn"] == 0 for s in syns + synacks)
-    ours = [s for s in segs if s["src"] == USTACK and not s["flags"] & 0x02]
-    theirs = [s for s in segs if s["src"] != USTACK and not s["flags"] & 0x02]
-    # ustack's data is ECT(0), its pure ACKs are not (RFC 3168 6.1.4).
-    assert [s for s in ours if s["len"]]
-    assert all(s["ecn"] == 2 for s in ours if s["len"])
-    assert all(s["ecn"] == 0 for s in ours if not s["len"])
-    # The kernel agrees: it sends its data (the upload) as ECT(0), which it
-    # does only once ECN is negotiated (Linux tcp_ecn_send).
-    assert [s for s in theirs if s["len"]]
-    assert all(s["ecn"] == 2 for s in theirs if s["len"])
+    assert all(s.flags & (ECE | CWR) == ECE and s.src == USTACK for s in synacks)
+    assert all(s.ecn == 0 for s in syns + synacks)
+    ours = [s for s in segs if s.src == USTACK and not s.flags & 0x02]
+    theirs = [s for s in segs if s.src != USTACK and not s.flags & 0x02]
+    # ustack's new data is ECT(0); its pure ACKs (RFC 3168 6.1.4) and any
+    # retransmission (6.1.5: one may come on a loaded machine) are not.
+    assert [s for s in ours if s.len and not s.rexmit]
+    assert all(s.ecn == 2 for s in ours if s.len and not s.rexmit)
+    assert all(s.ecn == 0 for s in ours if not s.len or s.rexmit)
+    # The kernel agrees: it sends its new data (the upload) as ECT(0), which
+    # it does only once ECN is negotiated (Linux tcp_ecn_send).
+    assert [s for s in theirs if s.len and not s.rexmit]
+    assert all(s.ecn == 2 for s in theirs if s.len and not s.rexmit)
 
 
 def test_ce_marks_get_echoed_and_both_senders_react(
@@ -125,12 +141,12 @@ def test_ce_marks_get_echoed_and_both_senders_react(
     counters = stats(stack)
     assert stack.stop() == 0
     segs = segments(capture)
-    kernel = [s for s in segs if s["src"] != USTACK]
-    ours = [s for s in segs if s["src"] == USTACK]
-    assert any(s["ecn"] == 3 for s in kernel)  # the impairment marked them
-    assert any(s["flags"] & ECE and not s["flags"] & 0x02 for s in ours)
-    assert any(s["flags"] & CWR and not s["flags"] & 0x02 for s in kernel)
-    assert any(s["flags"] & ECE and not s["flags"] & 0x02 for s in kernel)
-    assert any(s["flags"] & CWR and not s["flags"] & 0x02 for s in ours)
+    kernel = [s for s in segs if s.src != USTACK]
+    ours = [s for s in segs if s.src == USTACK]
+    assert any(s.ecn == 3 for s in kernel)  # the impairment marked them
+    assert any(s.flags & ECE and not s.flags & 0x02 for s in ours)
+    assert any(s.flags & CWR and not s.flags & 0x02 for s in kernel)
+    assert any(s.flags & ECE and not s.flags & 0x02 for s in kernel)
+    assert any(s.flags & CWR and not s.flags & 0x02 for s in ours)
     assert counters["InCEPkts"] > 0 and counters["TCPDeliveredCE"] > 0
     assert counters["InECT0Pkts"] > 0
