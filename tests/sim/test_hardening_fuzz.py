@@ -449,7 +449,7 @@ async def _scenario(attacks: list[Attack]) -> Outcome:
             leftovers += [f"{stack.ip}: TIME_WAIT" for _ in stack.time_wait()]
             if stack.orphan_count:
                 leftovers.append(f"{stack.ip}: {stack.orphan_count} orphans")
-            live = [e for e in stack._heap if e[2].owner.heap_deadline == e[0]]  # type: ignore[attr-defined]
+            live = [e for e in stack._heap if e[2].owner.heap_deadline == e[0]]
             if live:
                 leftovers.append(f"{stack.ip}: {len(live)} live timers")
         await listener.aclose()

@@ -19,6 +19,7 @@ B_RAW = IPv4Address(B_IP).packed
 
 
 def replies(net: Net) -> list[TcpSegment]:
+    assert net.link_b.sent is not None, "capture not enabled"
     return [
         parse_tcp(parse_ipv4(p).payload, b"", b"", verify=False)
         for p in net.link_b.sent

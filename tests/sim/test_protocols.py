@@ -136,7 +136,9 @@ async def test_http_protocol_bad_request_gets_400_and_close(
 
 def task_count() -> int:
     """Every task in the run (the stacks' loops, the test, any handler)."""
-    todo = [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    todo = [root]
     n = 0
     while todo:
         task = todo.pop()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from scapy.all import IP, TCP, raw
+from scapy.compat import raw
+from scapy.layers.inet import IP, TCP
 
 from ustack.link import vnet
 from ustack.wire.ipv4 import build_tcp_packet, parse_ipv4, with_full_tcp_checksum

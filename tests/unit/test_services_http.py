@@ -37,7 +37,7 @@ class Client:
 
     async def _next(self) -> object:
         while (event := self.conn.next_event()) is h11.NEED_DATA:
-            self.conn.receive_data(await self.stream.receive_some(1 << 16))
+            self.conn.receive_data(bytes(await self.stream.receive_some(1 << 16)))
         return event
 
     async def request(

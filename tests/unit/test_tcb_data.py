@@ -22,6 +22,12 @@ ISS_B = 5000
 NO_TS = Settings(msl=1.0, timestamps=False)
 
 
+def _hold(held: list[TcpSegment], seg: TcpSegment) -> list[float]:
+    """A `Pair.net` hook's body that keeps the segment back (no delivery)."""
+    held.append(seg)
+    return []
+
+
 def blob(n: int, seed: int = 1) -> bytes:
     return random.Random(seed).randbytes(n)
 
@@ -72,7 +78,7 @@ def test_every_second_segment_acked_at_once() -> None:
     p = Pair(iss_a=ISS_A, settings=NO_TS)  # full-MSS payloads
     a, b = p.establish()
     held: list[TcpSegment] = []
-    p.net = lambda d, s: (held.append(s), [])[1]
+    p.net = lambda d, s: _hold(held, s)
     a.send(b"x" * 1460 * 4)
     p.pump()
     p.net = None
@@ -297,7 +303,7 @@ def test_out_of_order_segments_reassembled() -> None:
     a, b = p.establish()
     held: list[TcpSegment] = []
     # A's output is held back (no retransmission reaches B); we inject.
-    p.net = lambda d, s: (held.append(s), [])[1] if d == "A>B" else [0.0]
+    p.net = lambda d, s: _hold(held, s) if d == "A>B" else [0.0]
     data = blob(4 * 1460, 11)
     a.send(data)
     p.pump()
@@ -343,8 +349,8 @@ def test_reorder_and_duplicate_random() -> None:
 def test_ooo_fin_delivered_after_hole_filled() -> None:
     p = Pair(iss_a=ISS_A)
     a, b = p.establish()
-    held = []
-    p.net = lambda d, s: (held.append(s), [])[1]
+    held: list[TcpSegment] = []
+    p.net = lambda d, s: _hold(held, s)
     a.send(b"abc")
     a.flush(p.now)
     a.send(b"defg")
@@ -369,7 +375,7 @@ def test_ooo_queue_is_bounded() -> None:
     p = Pair(settings_b=sb, iss_a=ISS_A)
     a, b = p.establish()
     held: list[TcpSegment] = []
-    p.net = lambda d, s: (held.append(s), [])[1] if d == "A>B" else [0.0]
+    p.net = lambda d, s: _hold(held, s) if d == "A>B" else [0.0]
     data = blob(10 * 1460, 15)
     a.send(data)
     p.pump()
@@ -405,7 +411,7 @@ def test_rto_retransmission_with_backoff() -> None:
 
     def drop(d: str, s: object) -> bool:
         nonlocal lost
-        if d == "A>B" and getattr(s, "payload", b"") and lost < 3:
+        if d == "A>B" and bool(getattr(s, "payload", b"")) and lost < 3:
             lost += 1
             return True
         return False
@@ -457,6 +463,7 @@ def test_rtt_estimate_in_connection() -> None:
     # 50 ms there, 40 ms delayed ACK, 50 ms back: R = 0.14.
     assert a.rto.rttvar == pytest.approx(0.75 * 0.05 + 0.25 * 0.04)
     assert a.rto.srtt == pytest.approx(0.875 * 0.1 + 0.125 * 0.14)
+    assert a.rto.srtt is not None
     assert a.rto.rto == pytest.approx(a.rto.srtt + 4 * a.rto.rttvar)
 
 
@@ -484,7 +491,7 @@ def test_fast_retransmit_on_three_dupacks(algorithm: str, beta: float,
 
     def drop(d: str, s: object) -> bool:
         nonlocal first
-        if d == "A>B" and getattr(s, "payload", b"") and first:
+        if d == "A>B" and bool(getattr(s, "payload", b"")) and first:
             first = False
             return True
         return False
@@ -549,7 +556,7 @@ def test_window_reopened_after_long_persist_rto_not_backed_off() -> None:
     a.send(data)
     p.run(until=300)  # many probes: the persist interval reached rto_max
     assert a.persist
-    lost = []
+    lost: list[float] = []
 
     def drop(d: str, s: TcpSegment) -> bool:
         if d == "A>B" and s.payload and not lost:

@@ -100,7 +100,7 @@ def test_ect_on_new_data_only() -> None:
             return True
         return False
 
-    p.drop = drop_once  # type: ignore[assignment]
+    p.drop = drop_once
     a.send(b"x" * 5000)
     p.run(until=p.now + 5)
     assert b.read(1 << 20) == b"x" * 5000
@@ -132,7 +132,7 @@ def mark_ce(p: Pair, count: int) -> list[int]:
             seg.ecn = ecn.CE
         return False
 
-    p.drop = hook  # type: ignore[assignment]
+    p.drop = hook
     return marked
 
 
@@ -202,7 +202,7 @@ def test_ece_ignored_when_not_negotiated() -> None:
     a.cwnd = 10_000
     a.send(b"q" * 4000)
     a.flush(p.now)
-    p.drop = lambda d, s: True  # type: ignore[assignment]
+    p.drop = lambda d, s: True
     p.pump()
     p.inject_a(mk(b.snd_nxt, a.snd_una + 1000, ACK | ECE, to_b=False))
     assert a.rec.state is CaState.OPEN and a.cwnd >= 10_000
@@ -227,7 +227,7 @@ def test_ece_during_recovery_does_not_reduce_again() -> None:
                 seg.ecn = ecn.CE
         return False
 
-    p.drop = lose_and_mark  # type: ignore[assignment]
+    p.drop = lose_and_mark
     a.send(b"r" * 20_000)
     a.flush(p.now)
     while a.rec.state is CaState.OPEN:
@@ -333,7 +333,7 @@ def test_every_reduction_is_followed_by_one_cwr(
             seg.ecn = ecn.CE
         return False
 
-    p.drop = every_third  # type: ignore[assignment]
+    p.drop = every_third
     start = len(p.log)
     data = b"s" * 300_000
     got = b""
@@ -379,7 +379,7 @@ def test_loss_reductions_are_announced_with_cwr_too() -> None:
             return True
         return False
 
-    p.drop = lose  # type: ignore[assignment]
+    p.drop = lose
     start = len(p.log)
     a.send(b"l" * 40_000)
     a.flush(p.now)

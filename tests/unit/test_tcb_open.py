@@ -118,9 +118,9 @@ def test_simultaneous_open() -> None:
     b.on_segment(sa_a, 0.2)
     out_a, out_b = a.outbox, b.outbox
     a.outbox, b.outbox = [], []
-    for seg, (seq, ack) in ((out_a, (ISS_A + 1, ISS_B + 1)),
-                            (out_b, (ISS_B + 1, ISS_A + 1))):
-        assert [(x.flags, x.seq, x.ack) for x in seg] == [(ACK, seq, ack)]
+    for segs, (seq, ack) in ((out_a, (ISS_A + 1, ISS_B + 1)),
+                             (out_b, (ISS_B + 1, ISS_A + 1))):
+        assert [(x.flags, x.seq, x.ack) for x in segs] == [(ACK, seq, ack)]
     for seg in out_b:
         a.on_segment(seg, 0.3)
     for seg in out_a:

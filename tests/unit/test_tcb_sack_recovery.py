@@ -73,7 +73,7 @@ def test_acks_with_new_sack_info_count_as_duplicates_despite_window_changes() ->
     p = Pair(delay=0.05, mss=1000, settings=NO_TS, settings_b=NO_TS)
     a, b = p.establish()
     a.cwnd = 20_000
-    p.drop = lambda d, s: d == "A>B" and bool(s.payload)  # type: ignore[assignment]
+    p.drop = lambda d, s: d == "A>B" and bool(s.payload)
     a.send(b"q" * 10_000)
     a.flush(p.now)
     p.pump()

@@ -7,7 +7,7 @@ import pytest
 from tests.tcb_harness import Pair, mk
 from ustack.config import Settings
 from ustack.tcp.state import State
-from ustack.wire.tcp import ACK, PSH, RST
+from ustack.wire.tcp import ACK, PSH, RST, TcpSegment
 
 
 def test_negotiated_when_both_offer_and_carried_on_every_segment() -> None:
@@ -39,10 +39,15 @@ def test_rtt_measured_from_echo_even_after_retransmission() -> None:
     """Timestamps date the retransmission itself: no ambiguity, no Karn."""
     p = Pair(delay=0.05)
     a, b = p.establish()
-    lost = []
-    p.drop = lambda d, s: d == "A>B" and bool(s.payload) and not lost.append(1) and (
-        len(lost) == 1
-    )
+    lost: list[int] = []
+
+    def drop(d: str, s: TcpSegment) -> bool:
+        if d == "A>B" and bool(s.payload):
+            lost.append(1)
+            return len(lost) == 1  # only the first transmission
+        return False
+
+    p.drop = drop
     a.send(b"data")
     p.run(until=p.now + 5)
     assert len(lost) >= 2 and b.read(10) == b"data"

@@ -102,6 +102,7 @@ def test_rto_first_and_second_sample() -> None:
     r.sample(0.1)  # 2.3: RTTVAR first, with the old SRTT
     assert r.rttvar == pytest.approx(0.75 * 0.25 + 0.25 * 0.4)
     assert r.srtt == pytest.approx(0.875 * 0.5 + 0.125 * 0.1)
+    assert r.srtt is not None
     assert r.rto == pytest.approx(r.srtt + 4 * r.rttvar)
 
 

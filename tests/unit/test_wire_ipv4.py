@@ -5,7 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
-from scapy.all import ICMP, IP, TCP, UDP, raw
+from scapy.compat import raw
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 from ustack.wire.checksum import checksum
 from ustack.wire.icmp import (

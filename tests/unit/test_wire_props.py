@@ -6,7 +6,8 @@ import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.all import IP, TCP, raw
+from scapy.compat import raw
+from scapy.layers.inet import IP, TCP
 
 from ustack.wire.checksum import checksum
 from ustack.wire.icmp import parse_icmp

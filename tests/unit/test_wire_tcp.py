@@ -7,7 +7,8 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scapy.all import IP, TCP, raw
+from scapy.compat import raw
+from scapy.layers.inet import IP, TCP
 
 from ustack.wire.checksum import checksum, pseudo_header_sum
 from ustack.wire.ipv4 import (
@@ -78,7 +79,7 @@ def expected(seg: TcpSegment) -> TcpSegment:
     used = 4 * (seg.mss is not None) + 4 * (seg.wscale is not None)
     used += 12 if seg.timestamp is not None else 4 * seg.sack_permitted
     n = (40 - 4 - used) // 8
-    blocks = tuple(tuple(b) for b in seg.sack_blocks[:n])
+    blocks = tuple((start, end) for start, end in seg.sack_blocks[:n])
     return TcpSegment(
         seg.src_port,
         seg.dst_port,
@@ -93,7 +94,7 @@ def expected(seg: TcpSegment) -> TcpSegment:
         blocks,
         seg.timestamp,
         seg.urg_ptr,
-    )  # type: ignore[arg-type]
+    )
 
 
 def scapy_checks(pkt: bytes) -> IP:
