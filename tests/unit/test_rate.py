@@ -160,3 +160,61 @@ def test_paced_catch_up_burst_keeps_its_scheduled_send_times() -> None:
     assert rs.delivered == 11 * SEG
     assert rs.send_elapsed == pytest.approx(0.049)  # wall clock: 0.040
     assert rs.interval == pytest.approx(0.049)
+
+
+def runt(r: RateSampler, q: RetransmitQueue, now: float, size: int) -> Sent:
+    idle = not q.recs
+    rec = q.append(q.nxt, q.nxt + size, now)
+    r.on_send(rec, now, idle)
+    return rec
+
+
+def ack_flags(r: RateSampler, q: RetransmitQueue, upto: int, now: float,
+              alert: bool = False):
+    delivered: list[Sent] = []
+    n = q.ack(upto, delivered)
+    r.begin(q.in_flight())
+    for rec in delivered:
+        r.on_delivered(rec)
+    return r.finish(n, 0, now, 0.0, mss=SEG, alert=alert)
+
+
+def test_lone_runt_acked_alone_is_maybe_a_delayed_ack() -> None:
+    # Linux tcp_clean_rtx_queue's FLAG_ACK_MAYBE_DELAYED: one sub-MSS
+    # segment sent into an empty pipe, ACKed alone: the receiver likely held
+    # the ACK for its delayed-ACK timer.
+    r, q = RateSampler(), RetransmitQueue()
+    send(r, q, 0.0, 2)
+    ack_flags(r, q, 2 * SEG, 0.1)
+    runt(r, q, 0.2, 300)
+    rs = ack_flags(r, q, 2 * SEG + 300, 0.34)
+    assert rs.is_ack_delayed and rs.rtt == pytest.approx(0.14)
+
+
+def test_not_a_delayed_ack() -> None:
+    r, q = RateSampler(), RetransmitQueue()
+    # A full-sized lone segment (Linux flags runts only).
+    send(r, q, 0.0)
+    assert not ack_flags(r, q, SEG, 0.1).is_ack_delayed
+    # A runt sent behind other data in flight, ACKed alone.
+    send(r, q, 0.2)
+    runt(r, q, 0.2, 300)
+    ack_flags(r, q, 2 * SEG, 0.3)
+    assert not ack_flags(r, q, 2 * SEG + 300, 0.35).is_ack_delayed
+    # Two runts ACKed together: two segments.
+    base = q.nxt
+    runt(r, q, 0.6, 300)
+    runt(r, q, 0.6, 300)
+    assert not ack_flags(r, q, base + 600, 0.7).is_ack_delayed
+    base += 600
+    # A lone runt whose ACK also brought SACK/D-SACK/ECE news.
+    runt(r, q, 0.8, 300)
+    assert not ack_flags(r, q, base + 300, 0.9, alert=True).is_ack_delayed
+    # Without an MSS nothing is a runt.
+    runt(r, q, 1.0, 300)
+    delivered: list[Sent] = []
+    n = q.ack(base + 600, delivered)
+    r.begin(0)
+    for rec in delivered:
+        r.on_delivered(rec)
+    assert not r.finish(n, 0, 1.1, 0.0).is_ack_delayed
