@@ -15,6 +15,7 @@ from tests.sim.conftest import A_IP, B_IP, sim_settings
 from ustack import Stack, TcpStream
 from ustack.link.impair import ImpairedLink, Impairment
 from ustack.link.memory import memory_link_pair
+from ustack.observe.introspect import connection_rows, ss_table
 from ustack.tcp.cc.bbr import Bbr
 from ustack.tcp.pacing import UNPACED_SEGMENTS
 from ustack.wire.ipv4 import parse_ipv4
@@ -24,10 +25,13 @@ PORT = 9
 NBYTES = 1 << 20
 
 
-async def transfer(congestion: bytes | None) -> tuple[list[float], set[float]]:
+async def transfer(
+    congestion: bytes | None,
+) -> tuple[list[float], set[float], list[str]]:
     """Send NBYTES from A to B over a socket with TCP_CONGESTION set to
     `congestion` (None: not set); return the times A sent each data
-    segment and the times ACKs reached A."""
+    segment, the times ACKs reached A, and A's `ustack ss` cells for the
+    connection once all was received."""
     link_a, link_b = memory_link_pair()
     sends: list[float] = []
     acks: set[float] = set()
@@ -82,6 +86,12 @@ async def transfer(congestion: bytes | None) -> tuple[list[float], set[float]]:
             with trio.fail_after(30):
                 while received < NBYTES:
                     await trio.sleep(0.01)
+            rows = connection_rows(a, trio.current_time())
+            ss = next(
+                cells
+                for row, cells in zip(rows, ss_table(rows), strict=True)
+                if row["peer"] == f"{B_IP}:{PORT}"
+            )
             if congestion == b"bbr":
                 assert isinstance(tcb.cc, Bbr)
                 assert tcb.pacer is not None and tcb.pacer.rate > 0
@@ -90,7 +100,7 @@ async def transfer(congestion: bytes | None) -> tuple[list[float], set[float]]:
                 assert tcb.pacer is None
             await stream.aclose()
             nursery.cancel_scope.cancel()
-    return sends, acks
+    return sends, acks, ss
 
 
 def timer_driven(sends: list[float], acks: set[float]) -> float:
@@ -104,14 +114,19 @@ def timer_driven(sends: list[float], acks: set[float]) -> float:
 async def test_setsockopt_bbr_gives_a_paced_connection(
     autojump_clock: MockClock,
 ) -> None:
-    sends, acks = await transfer(b"bbr")
+    sends, acks, ss = await transfer(b"bbr")
     # ACKs clock most sends (one arrives every ~1 ms, a burst's length), but
     # a tenth or so go when the pacing timer fires between ACKs.
     assert timer_driven(sends, acks) > 0.05
+    # `ustack ss` shows it as Linux's ss -i shows a BBR socket.
+    info = ss[-1]
+    assert "bbr:(bw:" in info and "pacing_gain:" in info and "cwnd_gain:" in info
+    assert "pacing_rate " in info and "delivery_rate " in info
 
 
 async def test_default_cubic_socket_is_ack_clocked(
     autojump_clock: MockClock,
 ) -> None:
-    sends, acks = await transfer(None)
+    sends, acks, ss = await transfer(None)
     assert timer_driven(sends, acks) == 0.0
+    assert "bbr:" not in ss[-1] and "pacing_rate" not in ss[-1]
