@@ -323,3 +323,50 @@ def test_a_sample_equal_to_min_rtt_refreshes_it() -> None:
         ack(b, now, 1_000_000.0, in_flight=b.cwnd, rtt=RTT)
         assert b.mode == PROBE_BW
     assert b.min_rtt_stamp == now
+
+
+def burst_ack(b: Bbr, now: float, acked: int, in_flight: int) -> None:
+    """An ACK within the current round (no round start) delivering `acked`."""
+    s = b.sampler
+    assert s is not None
+    rs = s.begin(in_flight)
+    rs.prior_delivered = b.next_rtt_delivered - 1  # sent before the round began
+    rs.prior_time = now - RTT
+    s.delivered += acked
+    s.delivered_time = now
+    rs.acked_sacked = acked
+    rs.delivered = int(b.max_bw * RTT)
+    rs.interval = RTT
+    rs.rtt = RTT
+    b.on_sample(rs, now, in_flight, 0)
+
+
+def test_ack_aggregation_adds_the_extra_acked_to_the_window() -> None:
+    # bbr_update_ack_aggregation: ACKs that arrive in bursts (here 40 kB in
+    # 1 ms, every 100 ms, at a 1 MB/s bw) deliver more than bw * time; the
+    # excess is kept (max over 5-10 rounds) and added to the cwnd target so
+    # the sender keeps sending through the silences.
+    b = Bbr(MSS, 10 * MSS)
+    now = to_probe_bw(b)
+    bw = 1_000_000.0
+    for _ in range(30):
+        now += RTT
+        ack(b, now, bw, in_flight=b.cwnd)  # one 10 kB ACK per round
+    smooth_target = b.quantization_budget(b.bdp(bw, 2.0))
+    # One ACK's worth is always "extra" (an epoch starts with it), as Linux.
+    assert b._ack_aggregation_cwnd() == 10 * MSS
+    assert b.cwnd <= smooth_target + 10 * MSS
+    for _ in range(3):
+        now += RTT
+        ack(b, now, bw, in_flight=b.cwnd, acked=MSS)  # a round starts
+        for _ in range(4):
+            now += 0.00025
+            burst_ack(b, now, 10 * MSS, in_flight=b.cwnd)
+    extra = b._ack_aggregation_cwnd()
+    assert 39 * MSS <= extra <= 41 * MSS  # 41 kB in 1 ms, less 1 ms of bw
+    assert b.cwnd >= smooth_target + 30 * MSS
+    # Ten smooth rounds later both halves of the filter have aged out.
+    for _ in range(10):
+        now += RTT
+        ack(b, now, bw, in_flight=b.cwnd)
+    assert b._ack_aggregation_cwnd() == 10 * MSS
