@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.tcb_harness import Pair
+from ustack.config import Settings
 from ustack.tcp.rate import RateSampler
 from ustack.tcp.rtxq import RetransmitQueue, Sent
 
@@ -218,3 +220,19 @@ def test_not_a_delayed_ack() -> None:
     for rec in delivered:
         r.on_delivered(rec)
     assert not r.finish(n, 0, 1.1, 0.0).is_ack_delayed
+
+
+def test_the_tcb_flags_the_delayed_ack_of_a_lone_runt() -> None:
+    # Through loss recovery (which passes the MSS and the ACK's SACK/ECE
+    # news): a 100-byte write into an idle connection is ACKed by the
+    # receiver's delayed-ACK timer, 40 ms after the 20 ms round trip.
+    p = Pair(Settings(congestion="bbr"), delay=0.01)
+    a, _ = p.establish()
+    s = a.cc.sampler
+    assert s is not None
+    a.send(b"x" * 100)
+    p.run(until=p.now + 1.0)
+    assert s.rs.is_ack_delayed and s.rs.rtt == pytest.approx(0.06)
+    a.send(b"x" * 2 * a.mss)  # two full segments: ACKed at once
+    p.run(until=p.now + 1.0)
+    assert not s.rs.is_ack_delayed and s.rs.rtt == pytest.approx(0.02)
