@@ -302,8 +302,9 @@ class Bbr(CongestionControl):
         also waits until inflight reached pacing_gain * BDP (or losses), the
         draining one ends early once inflight fell to one BDP. As Linux, the
         targets are from the max filter (bbr_max_bw, not the policer's
-        lt_bw) and inflight is the prior inflight as it will be at the next
-        paced departure (bbr_packets_in_net_at_edt)."""
+        lt_bw; the same here, since with lt_bw in use the gain is 1) and
+        inflight is the prior inflight as it will be at the next paced
+        departure (bbr_packets_in_net_at_edt)."""
         full_length = now - self.cycle_stamp > self.min_rtt
         gain = self.pacing_gain
         if gain == 1.0:
