@@ -21,9 +21,12 @@ loop as before, shows as PATH/inline).
         [--timeout 180] [--json FILE] [--markdown FILE]
 
 For every (path, seed, sender) a fresh network namespace gets
-`ustack up --no-offload --impair SPEC,seed=S --services http` (plus
+`ustack up --no-offload --impair SPEC,data=D,seed=S --services http` (plus
 --ustack-args, which come last and so may override --no-offload), and one
-N MB transfer runs through the impaired link:
+N MB transfer runs through the impaired link. D is the direction the data
+takes (out for ustack senders, in for Linux ones): with it the impairment's
+two random streams are keyed by role, so at one seed every sender's data
+packets meet the same decisions per packet index, and its ACKs too.
 
 - ustack sends: a kernel socket in the namespace GETs /bytes/N from ustack's
   HTTP service. ustack's RTT samples come from its control socket (the
@@ -400,6 +403,20 @@ def _rtt_stats(sample: Sample, rtts: Sequence[float]) -> None:
     sample.rtt_min_ms = ordered[0]
 
 
+def data_direction(sender: str) -> str:
+    """Which way the data crosses ustack's impaired link: out of ustack
+    when it sends (a kernel client GETs from it), into it when Linux sends
+    (a kernel client POSTs to it)."""
+    return "out" if sender in USTACK_SENDERS else "in"
+
+
+def impair_spec(spec: str, seed: int, sender: str) -> str:
+    """The --impair spec of one run: the random streams keyed by role
+    (`data=`, ustack/link/impair.py), so every sender's data packets meet
+    the same decisions per packet index at one seed, and its ACKs too."""
+    return f"{spec},data={data_direction(sender)},seed={seed}"
+
+
 def run_one(
     path: str, spec: str, seed: int, sender: str, p: Params, mode: str = "process"
 ) -> Sample:
@@ -413,7 +430,7 @@ def run_one(
             ns,
             *BASE_USTACK_ARGS,
             "--impair",
-            f"{spec},seed={seed}",
+            impair_spec(spec, seed, sender),
             *(("--impair-process",) if mode == "process" else ()),
             *p.ustack_args,
             *(BBR_ARGS if sender.startswith("ustack-bbr") else ()),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.tcb_harness import Pair
+from ustack.config import Settings
 from ustack.tcp.rate import RateSampler
 from ustack.tcp.rtxq import RetransmitQueue, Sent
 
@@ -160,3 +162,77 @@ def test_paced_catch_up_burst_keeps_its_scheduled_send_times() -> None:
     assert rs.delivered == 11 * SEG
     assert rs.send_elapsed == pytest.approx(0.049)  # wall clock: 0.040
     assert rs.interval == pytest.approx(0.049)
+
+
+def runt(r: RateSampler, q: RetransmitQueue, now: float, size: int) -> Sent:
+    idle = not q.recs
+    rec = q.append(q.nxt, q.nxt + size, now)
+    r.on_send(rec, now, idle)
+    return rec
+
+
+def ack_flags(r: RateSampler, q: RetransmitQueue, upto: int, now: float,
+              alert: bool = False):
+    delivered: list[Sent] = []
+    n = q.ack(upto, delivered)
+    r.begin(q.in_flight())
+    for rec in delivered:
+        r.on_delivered(rec)
+    return r.finish(n, 0, now, 0.0, mss=SEG, alert=alert)
+
+
+def test_lone_runt_acked_alone_is_maybe_a_delayed_ack() -> None:
+    # Linux tcp_clean_rtx_queue's FLAG_ACK_MAYBE_DELAYED: one sub-MSS
+    # segment sent into an empty pipe, ACKed alone: the receiver likely held
+    # the ACK for its delayed-ACK timer.
+    r, q = RateSampler(), RetransmitQueue()
+    send(r, q, 0.0, 2)
+    ack_flags(r, q, 2 * SEG, 0.1)
+    runt(r, q, 0.2, 300)
+    rs = ack_flags(r, q, 2 * SEG + 300, 0.34)
+    assert rs.is_ack_delayed and rs.rtt == pytest.approx(0.14)
+
+
+def test_not_a_delayed_ack() -> None:
+    r, q = RateSampler(), RetransmitQueue()
+    # A full-sized lone segment (Linux flags runts only).
+    send(r, q, 0.0)
+    assert not ack_flags(r, q, SEG, 0.1).is_ack_delayed
+    # A runt sent behind other data in flight, ACKed alone.
+    send(r, q, 0.2)
+    runt(r, q, 0.2, 300)
+    ack_flags(r, q, 2 * SEG, 0.3)
+    assert not ack_flags(r, q, 2 * SEG + 300, 0.35).is_ack_delayed
+    # Two runts ACKed together: two segments.
+    base = q.nxt
+    runt(r, q, 0.6, 300)
+    runt(r, q, 0.6, 300)
+    assert not ack_flags(r, q, base + 600, 0.7).is_ack_delayed
+    base += 600
+    # A lone runt whose ACK also brought SACK/D-SACK/ECE news.
+    runt(r, q, 0.8, 300)
+    assert not ack_flags(r, q, base + 300, 0.9, alert=True).is_ack_delayed
+    # Without an MSS nothing is a runt.
+    runt(r, q, 1.0, 300)
+    delivered: list[Sent] = []
+    n = q.ack(base + 600, delivered)
+    r.begin(0)
+    for rec in delivered:
+        r.on_delivered(rec)
+    assert not r.finish(n, 0, 1.1, 0.0).is_ack_delayed
+
+
+def test_the_tcb_flags_the_delayed_ack_of_a_lone_runt() -> None:
+    # Through loss recovery (which passes the MSS and the ACK's SACK/ECE
+    # news): a 100-byte write into an idle connection is ACKed by the
+    # receiver's delayed-ACK timer, 40 ms after the 20 ms round trip.
+    p = Pair(Settings(congestion="bbr"), delay=0.01)
+    a, _ = p.establish()
+    s = a.cc.sampler
+    assert s is not None
+    a.send(b"x" * 100)
+    p.run(until=p.now + 1.0)
+    assert s.rs.is_ack_delayed and s.rs.rtt == pytest.approx(0.06)
+    a.send(b"x" * 2 * a.mss)  # two full segments: ACKed at once
+    p.run(until=p.now + 1.0)
+    assert not s.rs.is_ack_delayed and s.rs.rtt == pytest.approx(0.02)

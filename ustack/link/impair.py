@@ -16,13 +16,22 @@ below counts, drops, delays and limits wire packets with or without offload.
 Every random decision of one direction comes from one `random.Random` seeded
 from the spec's seed, so a failing run can be replayed with the same seed (in
 virtual time exactly; against the real kernel as far as the kernel's own
-timing allows).
+timing allows). The two streams are keyed by direction ("SEED/in",
+"SEED/out") unless the spec says which direction carries the data
+(``data=in`` or ``data=out``): then they are keyed by role, "SEED/data" for
+that direction and "SEED/ack" for the other. So with ``data=`` a benchmark
+gives a ustack sender (data=out) and a kernel sender (data=in) the same
+decision for the k-th packet of their data direction (and of their ACK
+direction) at one seed; the packets themselves (handshake, pings) are
+counted as they come. Without ``data=`` (the default of ``ustack up
+--impair``) a seed keeps replaying what it did before the option existed.
 
 Spec grammar (`parse_impair_spec`, used by `ustack up --impair SPEC`)::
 
     SPEC   := ITEM ("," ITEM)*
     ITEM   := [DIR "."] KEY "=" VALUE      # no DIR: both directions
             | "seed=" INT                  # default: random, shown by describe()
+            | "data=" DIR                  # key the random streams by role
             | "drop=" RULE                 # repeatable
     DIR    := "in" | "out"
     KEY    := loss | dup | reorder | corrupt   # "5%" or a fraction "0.05"
@@ -193,6 +202,7 @@ class ImpairConfig:
     outbound: Impairment = field(default_factory=Impairment)
     rules: tuple[Rule, ...] = ()
     seed: int = 0
+    data: str | None = None  # the direction carrying the data (data=)
 
     def describe(self) -> str:
         """A canonical spec that parses back to this config (seed included)."""
@@ -208,6 +218,8 @@ class ImpairConfig:
                 if value != getattr(default, key):
                     items.append(f"{prefix}.{key}={_format(key, value)}")
         items.extend(rule.describe() for rule in self.rules)
+        if self.data is not None:
+            items.append(f"data={self.data}")
         items.append(f"seed={self.seed}")
         return ",".join(items)
 
@@ -372,6 +384,17 @@ def parse_rule(text: str) -> Rule:
     return Rule(match, direction, count, skip, after)
 
 
+def stream_seeds(seed: int, data: str | None) -> tuple[str, str]:
+    """The (inbound, outbound) random streams' seeds: keyed by direction,
+    or with `data` (the direction carrying the data) by role, so that the
+    data direction's stream is the same whichever way the data flows."""
+    if data is None:
+        return f"{seed}/{IN}", f"{seed}/{OUT}"
+    if data == IN:
+        return f"{seed}/data", f"{seed}/ack"
+    return f"{seed}/ack", f"{seed}/data"
+
+
 def parse_impair_spec(text: str, *, seed: int | None = None) -> ImpairConfig:
     """Parse an `--impair` spec (grammar in the module docstring).
 
@@ -381,6 +404,7 @@ def parse_impair_spec(text: str, *, seed: int | None = None) -> ImpairConfig:
     values: dict[str, dict[str, object]] = {IN: {}, OUT: {}}
     rules: list[Rule] = []
     spec_seed: int | None = None
+    data: str | None = None
     for raw_item in text.split(","):
         item = raw_item.strip()
         if not item:
@@ -397,12 +421,15 @@ def parse_impair_spec(text: str, *, seed: int | None = None) -> ImpairConfig:
         if key == "seed":
             spec_seed = _parse_int("seed", value, 0)
             continue
+        if key == "data":
+            data = _parse_direction(value, item)
+            continue
         prefix, dot, name = key.rpartition(".")
         directions = [_parse_direction(prefix, item)] if dot else [IN, OUT]
         if name not in _KEYS:
             raise ImpairSpecError(
                 f"unknown impairment {key!r} in {item!r}; known: "
-                f"{', '.join(_KEYS)}, seed, drop (prefix in. or out. for one "
+                f"{', '.join(_KEYS)}, seed, data, drop (prefix in. or out. for one "
                 "direction)"
             )
         parsed: object
@@ -426,9 +453,10 @@ def parse_impair_spec(text: str, *, seed: int | None = None) -> ImpairConfig:
                 "ecn_threshold marks packets waiting for the rate limiter: "
                 f"give a rate too (e.g. rate=10mbit,ecn_threshold=20) for {d}"
             )
-    inbound = Impairment(seed=f"{spec_seed}/in", **values[IN])  # type: ignore[arg-type]
-    outbound = Impairment(seed=f"{spec_seed}/out", **values[OUT])  # type: ignore[arg-type]
-    return ImpairConfig(inbound, outbound, tuple(rules), spec_seed)
+    in_seed, out_seed = stream_seeds(spec_seed, data)
+    inbound = Impairment(seed=in_seed, **values[IN])  # type: ignore[arg-type]
+    outbound = Impairment(seed=out_seed, **values[OUT])  # type: ignore[arg-type]
+    return ImpairConfig(inbound, outbound, tuple(rules), spec_seed, data)
 
 
 # ----------------------------------------------------------------------
@@ -840,9 +868,11 @@ class ImpairedLink:
 
 def with_seed(config: ImpairConfig, seed: int) -> ImpairConfig:
     """The same config with another seed (e.g. to run one spec for many seeds)."""
+    in_seed, out_seed = stream_seeds(seed, config.data)
     return replace(
         config,
         seed=seed,
-        inbound=replace(config.inbound, seed=f"{seed}/in"),
-        outbound=replace(config.outbound, seed=f"{seed}/out"),
+        inbound=replace(config.inbound, seed=in_seed),
+        outbound=replace(config.outbound, seed=out_seed),
     )
+

@@ -18,6 +18,14 @@ dropped (it can only come from ACK compression or a stretch ACK covering
 data sent long ago). App-limited samples are kept but flagged: a flow that
 had nothing to send measured the application, not the path, so such a
 sample may only raise a bandwidth estimate (draft 3.4).
+
+A sample is flagged `is_ack_delayed` when its ACK was probably held by the
+receiver's delayed-ACK timer (Linux FLAG_ACK_MAYBE_DELAYED, set in
+tcp_clean_rtx_queue and copied by tcp_rate_gen): the ACK cumulatively
+delivered exactly one segment, a runt (under one MSS) sent when nothing
+else was in flight, nothing else was delivered since it left, and the ACK
+carried no SACK, D-SACK or ECE. Its RTT includes the receiver's wait, so a
+min-RTT filter should not take it as the path's (BBR bbr_update_min_rtt).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ class RateSample:
         "send_elapsed",
         "is_app_limited",
         "is_retrans",
+        "is_ack_delayed",
         "acked_sacked",
         "losses",
         "rtt",
@@ -44,6 +53,8 @@ class RateSample:
         "last_xmit",
         "last_end",
         "newest_xmit",
+        "records",
+        "lone_bytes",
     )
 
     def __init__(self) -> None:
@@ -57,6 +68,7 @@ class RateSample:
         self.send_elapsed = 0.0
         self.is_app_limited = False
         self.is_retrans = False
+        self.is_ack_delayed = False  # the ACK was probably a delayed one
         self.acked_sacked = 0  # bytes this ACK delivered
         self.losses = 0  # bytes this ACK marked lost
         self.rtt = -1.0  # RTT of the newest original segment delivered
@@ -64,6 +76,8 @@ class RateSample:
         self.last_xmit = -1.0
         self.last_end = -1
         self.newest_xmit = -1.0
+        self.records = 0  # records this ACK delivered by cumulative ACK
+        self.lone_bytes = 0  # the one such record's size if it left alone
 
     @property
     def rate(self) -> float:
@@ -107,6 +121,14 @@ class RateSampler:
         # its schedule (Pacer.stamp), not the late wake-up's clock.
         self.pacer: Pacer | None = None
 
+    def next_departure(self, now: float) -> float:
+        """The earliest departure time of the next paced burst (Linux
+        tcp_wstamp_ns, at least now): now when not paced."""
+        pacer = self.pacer
+        if pacer is None or pacer.rate <= 0:
+            return now
+        return max(pacer.next_send, now)
+
     @property
     def delivery_rate(self) -> float:
         if self.rate_interval <= 0:
@@ -118,7 +140,9 @@ class RateSampler:
     def on_send(self, rec: Sent, now: float, idle: bool) -> None:
         """Snapshot at (re)transmission (tcp_rate_skb_sent). `idle`: nothing
         was in flight, so the send and ACK clocks restart from now. The send
-        time kept is the pacing schedule's (EDT, Pacer.stamp) when paced."""
+        time kept is the pacing schedule's (EDT, Pacer.stamp) when paced.
+        The snapshot also keeps whether the segment left alone (`idle`;
+        for the delayed-ACK check, Linux's tx.in_flight)."""
         pacer = self.pacer
         stamp = now if pacer is None else pacer.stamp(now, rec.end - rec.start)
         if idle:
@@ -130,6 +154,7 @@ class RateSampler:
             self.first_sent_time,
             self.app_limited != 0,
             stamp,
+            idle,
         )
 
     def mark_app_limited(self, in_flight: int) -> None:
@@ -154,6 +179,12 @@ class RateSampler:
             return
         rs = self.rs
         xmit = rec.xmit
+        if not rec.sacked:
+            # Cumulatively ACKed (a SACKed record is marked before it gets
+            # here); a lone runt sent into an empty pipe may be one whose
+            # ACK the receiver delayed.
+            rs.records += 1
+            rs.lone_bytes = rec.end - rec.start if snap[5] else 0
         if not rec.ever_retrans and xmit > rs.newest_xmit:
             rs.newest_xmit = xmit
         if rs.prior_time is None or xmit > rs.last_xmit or (
@@ -173,10 +204,19 @@ class RateSampler:
         rec.snap = None
 
     def finish(
-        self, delivered: int, lost: int, now: float, min_rtt: float
+        self,
+        delivered: int,
+        lost: int,
+        now: float,
+        min_rtt: float,
+        *,
+        mss: int = 0,
+        alert: bool = False,
     ) -> RateSample:
         """Close the ACK's sample (tcp_rate_gen): `delivered` bytes newly
-        ACKed/SACKed, `lost` bytes newly marked lost."""
+        ACKed/SACKed, `lost` bytes newly marked lost; `alert`: the ACK
+        carried new SACK, D-SACK or ECE information (Linux FLAG_CA_ALERT),
+        which rules out a delayed ACK; `mss` sizes a runt."""
         rs = self.rs
         if self.app_limited and self.delivered + delivered > self.app_limited:
             self.app_limited = 0
@@ -191,6 +231,16 @@ class RateSampler:
         if rs.prior_time is None:
             return rs  # nothing with a snapshot was delivered: invalid
         rs.delivered = self.delivered - rs.prior_delivered
+        # tcp_clean_rtx_queue's FLAG_ACK_MAYBE_DELAYED: one segment, a lone
+        # runt, fully ACKed, nothing else delivered since it left
+        # (prior_delivered + 1 == delivered), no SACK/D-SACK/ECE.
+        rs.is_ack_delayed = (
+            rs.records == 1
+            and 0 < rs.lone_bytes < mss
+            and rs.delivered == delivered
+            and not rs.is_retrans
+            and not alert
+        )
         ack_elapsed = now - rs.prior_time
         interval = max(rs.send_elapsed, ack_elapsed)
         if interval < min_rtt:

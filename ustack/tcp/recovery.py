@@ -329,7 +329,12 @@ class LossRecovery:
         # Congestion window.
         if sampler is not None:
             rs = sampler.finish(
-                delivered_bytes, q.lost_total - prior_lost, now, rack.min_rtt
+                delivered_bytes,
+                q.lost_total - prior_lost,
+                now,
+                rack.min_rtt,
+                mss=cc.mss,
+                alert=sacked > 0 or dsack is not None or ece,
             )
             if cc.model_based:
                 # Linux cong_control: the model sets cwnd, PRR does not.

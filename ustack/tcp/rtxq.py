@@ -51,8 +51,8 @@ class Sent:
         self.fin = fin  # its last sequence number is our FIN
         # Delivery-rate snapshot at the latest transmission (rate.py):
         # (delivered, delivered_time, first_sent_time, app_limited, send
-        # time on the pacing schedule).
-        self.snap: tuple[int, float, float, bool, float] | None = None
+        # time on the pacing schedule, sent with nothing else in flight).
+        self.snap: tuple[int, float, float, bool, float, bool] | None = None
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         marks = "".join(

@@ -299,20 +299,42 @@ class Bbr(CongestionControl):
 
     def _update_cycle_phase(self, rs: RateSample, now: float) -> None:
         """bbr_is_next_cycle_phase: a phase lasts min_rtt; the probing phase
-        also waits until inflight reached 1.25 BDP (or losses), the draining
-        one ends early once inflight fell to one BDP."""
+        also waits until inflight reached pacing_gain * BDP (or losses), the
+        draining one ends early once inflight fell to one BDP. As Linux, the
+        targets are from the max filter (bbr_max_bw, not the policer's
+        lt_bw; the same here, since with lt_bw in use the gain is 1) and
+        inflight is the prior inflight as it will be at the next paced
+        departure (bbr_packets_in_net_at_edt)."""
         full_length = now - self.cycle_stamp > self.min_rtt
         gain = self.pacing_gain
         if gain == 1.0:
             advance = full_length
-        elif gain > 1.0:
-            advance = full_length and (
-                rs.losses > 0 or rs.prior_in_flight >= self.inflight(self.bw, gain)
-            )
         else:
-            advance = full_length or rs.prior_in_flight <= self.inflight(self.bw, 1.0)
+            inflight = self._packets_in_net_at_edt(rs.prior_in_flight, now)
+            bw = self.max_bw
+            if gain > 1.0:
+                advance = full_length and (
+                    rs.losses > 0 or inflight >= self.inflight(bw, gain)
+                )
+            else:
+                advance = full_length or inflight <= self.inflight(bw, 1.0)
         if advance:
             self._advance_cycle_phase(now)
+
+    def _packets_in_net_at_edt(self, inflight_now: int, now: float) -> int:
+        """bbr_packets_in_net_at_edt: of what is in flight, what will still
+        be in the network when the next paced burst is due (its earliest
+        departure time, the pacer's next_send): what the path delivers at
+        bw until then comes off. When raising inflight (gain > 1) the burst
+        departing then counts too (bbr_tso_segs_goal)."""
+        edt = self.sampler.next_departure(now)
+        left = self.bw * (edt - now)
+        at_edt = inflight_now
+        if self.pacing_gain > 1.0:
+            at_edt += self.tso_goal()
+        if left >= at_edt:
+            return 0
+        return math.ceil(at_edt - left)
 
     def _advance_cycle_phase(self, now: float) -> None:
         self.cycle_idx = (self.cycle_idx + 1) % CYCLE_LEN
@@ -334,7 +356,10 @@ class Bbr(CongestionControl):
         if self.mode == STARTUP and self.full_bw_reached:
             self.mode = DRAIN
             self.ssthresh = self.inflight(self.max_bw, 1.0)
-        if self.mode == DRAIN and in_flight <= self.inflight(self.max_bw, 1.0):
+        # bbr_check_drain: inflight as it will be at the next departure.
+        if self.mode == DRAIN and self._packets_in_net_at_edt(
+            in_flight, now
+        ) <= self.inflight(self.max_bw, 1.0):
             self._enter_probe_bw(now)
 
     def _enter_probe_bw(self, now: float) -> None:
@@ -352,8 +377,15 @@ class Bbr(CongestionControl):
     def _update_min_rtt(
         self, rs: RateSample, sampler: RateSampler, now: float, in_flight: int
     ) -> None:
+        """bbr_update_min_rtt: a sample as low as the minimum refreshes it;
+        once the 10 s window expired any sample replaces it, except one
+        from an ACK that was probably delayed (rs.is_ack_delayed, tcp_rate.c
+        FLAG_ACK_MAYBE_DELAYED): its RTT includes the receiver's delayed-ACK
+        timer, not the path."""
         expired = now > self.min_rtt_stamp + MIN_RTT_WIN
-        if rs.rtt >= 0 and (rs.rtt < self.min_rtt or expired):
+        if rs.rtt >= 0 and (
+            rs.rtt <= self.min_rtt or (expired and not rs.is_ack_delayed)
+        ):
             self.min_rtt = rs.rtt
             self.min_rtt_stamp = now
         if expired and not self.idle_restart and self.mode != PROBE_RTT:
