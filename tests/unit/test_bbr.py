@@ -117,7 +117,9 @@ def test_probe_rtt_every_10s_for_200ms_at_4_packets() -> None:
     assert b.min_rtt_stamp > start + 0.2  # the next probe is 10 s from its end
 
 
-def test_gain_cycle_is_125_075_then_six_unity_phases(monkeypatch) -> None:
+def test_gain_cycle_is_125_075_then_six_unity_phases(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(bbr_mod._rng, "randrange", lambda n: 0)  # start at phase 0
     b = Bbr(MSS, 10 * MSS)
     now = to_probe_bw(b)
@@ -201,7 +203,7 @@ def paced(b: Bbr, next_send: float) -> Pacer:
     return p
 
 
-def at_phase(monkeypatch, idx: int) -> tuple[Bbr, float]:
+def at_phase(monkeypatch: pytest.MonkeyPatch, idx: int) -> tuple[Bbr, float]:
     """A Bbr in PROBE_BW at gain-cycle phase `idx` (0: 1.25, 1: 0.75), that
     phase just begun."""
     monkeypatch.setattr(bbr_mod._rng, "randrange", lambda n: 0)  # to phase 0
@@ -216,7 +218,7 @@ def at_phase(monkeypatch, idx: int) -> tuple[Bbr, float]:
 
 
 def test_probing_phase_counts_what_leaves_before_the_next_departure(
-    monkeypatch,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # bbr_packets_in_net_at_edt: prior inflight at the 1.25 target, but the
     # next paced burst leaves 10 ms from now, when 10 ms of bw will have
@@ -230,7 +232,9 @@ def test_probing_phase_counts_what_leaves_before_the_next_departure(
     assert b.cycle_idx == 0 and b.pacing_gain == 1.25
 
 
-def test_probing_phase_counts_the_burst_departing_next(monkeypatch) -> None:
+def test_probing_phase_counts_the_burst_departing_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # When raising inflight the burst sent at the EDT counts (tso_segs_goal):
     # one burst short of the 1.25 target is enough to end the probe.
     b, now = at_phase(monkeypatch, 0)
@@ -243,7 +247,7 @@ def test_probing_phase_counts_the_burst_departing_next(monkeypatch) -> None:
 
 
 def test_draining_phase_ends_once_inflight_at_the_edt_is_one_bdp(
-    monkeypatch,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The 0.75 phase ends early when inflight will be down to one BDP by the
     # next departure, though it is still above it now.

@@ -111,7 +111,9 @@ def test_setting_decides_who_paces() -> None:
     assert s.pacing == "on"
 
 
-def test_segments_leave_at_the_pacing_rate_through_the_timer(monkeypatch) -> None:
+def test_segments_leave_at_the_pacing_rate_through_the_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # 100 segments/s: below 1.2 Mbit/s, so one segment per 10 ms burst.
     rate = 100 * MSS
     monkeypatch.setattr(Reno, "pacing_rate_for", lambda self, srtt, now: rate)

@@ -15,16 +15,20 @@ from ustack.tcp.pacing import BURST_TIME, GSO_MAX, UNPACED_SEGMENTS
 RATE = 10e6  # bytes/s: 1 ms is 9765 B
 
 
-def run_paced(monkeypatch, tso_limit: int) -> tuple[Pair, list[tuple[float, int]]]:
+def run_paced(
+    monkeypatch: pytest.MonkeyPatch, tso_limit: int
+) -> tuple[Pair, list[tuple[float, int]]]:
     monkeypatch.setattr(Bbr, "pacing_rate_for", lambda self, srtt, now: RATE)
-    p = Pair(Settings(congestion="bbr", snd_buf=4 << 20, rcv_buf=4 << 20),
-             delay=0.005)
+    p = Pair(Settings(congestion="bbr", snd_buf=4 << 20, rcv_buf=4 << 20), delay=0.005)
     a, _ = p.establish()
     a.tso_limit = tso_limit
     a.send(b"x" * (2 << 20))
     p.run(until=p.now + 0.3)
-    sent = [(e.time, len(e.seg.payload)) for e in p.log
-            if e.direction == "A>B" and e.seg.payload]
+    sent = [
+        (e.time, len(e.seg.payload))
+        for e in p.log
+        if e.direction == "A>B" and e.seg.payload
+    ]
     return p, sent
 
 
@@ -33,7 +37,7 @@ def rate_between(sent: list[tuple[float, int]], lo: float, hi: float) -> float:
     return sum(n for t, n in sent if lo <= t < hi) / (hi - lo)
 
 
-def test_a_paced_burst_is_one_super_segment(monkeypatch) -> None:
+def test_a_paced_burst_is_one_super_segment(monkeypatch: pytest.MonkeyPatch) -> None:
     p, sent = run_paced(monkeypatch, GSO_MAX)
     mss = p.a.mss
     burst = int(RATE * BURST_TIME) // mss * mss  # 6 segments
@@ -56,7 +60,9 @@ def test_a_paced_burst_is_one_super_segment(monkeypatch) -> None:
     assert p.a.pacer is not None and p.a.pacer.rate == RATE
 
 
-def test_without_offload_the_same_burst_is_mss_segments(monkeypatch) -> None:
+def test_without_offload_the_same_burst_is_mss_segments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     p, sent = run_paced(monkeypatch, 0)
     mss = p.a.mss
     assert all(n <= mss for _, n in sent)

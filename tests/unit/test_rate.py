@@ -7,7 +7,7 @@ import pytest
 
 from tests.tcb_harness import Pair
 from ustack.config import Settings
-from ustack.tcp.rate import RateSampler
+from ustack.tcp.rate import RateSample, RateSampler
 from ustack.tcp.rtxq import RetransmitQueue, Sent
 
 SEG = 1000
@@ -24,7 +24,7 @@ def send(r: RateSampler, q: RetransmitQueue, now: float, n: int = 1) -> list[Sen
 
 
 def ack(r: RateSampler, q: RetransmitQueue, upto: int, now: float,
-        sacks: tuple[tuple[int, int], ...] = (), min_rtt: float = 0.0):
+        sacks: tuple[tuple[int, int], ...] = (), min_rtt: float = 0.0) -> RateSample:
     delivered: list[Sent] = []
     n = q.ack(upto, delivered) if upto > q.una else 0
     for lo, hi in sacks:
@@ -172,7 +172,7 @@ def runt(r: RateSampler, q: RetransmitQueue, now: float, size: int) -> Sent:
 
 
 def ack_flags(r: RateSampler, q: RetransmitQueue, upto: int, now: float,
-              alert: bool = False):
+              alert: bool = False) -> RateSample:
     delivered: list[Sent] = []
     n = q.ack(upto, delivered)
     r.begin(q.in_flight())
