@@ -45,6 +45,7 @@ from ustack.wire.icmp import DEST_UNREACHABLE, PORT_UNREACHABLE, PROTOCOL_UNREAC
 from ustack.wire.ipv4 import (
     PROTO_ICMP,
     PROTO_TCP,
+    TcpPacketBuilder,
     build_tcp_packet,
     parse_ipv4,
     with_full_tcp_checksum,
@@ -170,6 +171,14 @@ class Stack:
         # With segmentation offload a TCB may hand over segments of many MSS,
         # up to the largest IPv4 packet (less room for IP and TCP headers).
         self.tso_limit = 65535 - 20 - 60 if self._vnet else 0
+        # Every TCP segment of one wire segment: prefix, IPv4 and TCP headers
+        # in one pack (with offload only the pseudo-header sum, behind the
+        # constant virtio-net header). IP ID 0: DF datagrams (RFC 6864).
+        self._tcp_builder = TcpPacketBuilder(
+            self.ip_bytes, ident=ATOMIC_ID,
+            prefix=_VNET_ONE_SEGMENT if self._vnet else b"",
+            partial_csum=self._vnet,
+        )
         self.counters: Counter[str] = Counter()
         self._conns: dict[Key, Tcb] = {}
         self._listeners: dict[int, Listening] = {}
@@ -788,16 +797,30 @@ class Stack:
             except Exception as exc:
                 self._internal_error(tcb, exc)
                 return
-        if tcb.outbox:
+        outbox = tcb.outbox
+        if outbox:
             remote = tcb.remote_ip
             try:
-                for seg in tcb.outbox:
-                    self._send(remote, seg, tcb.mss)
+                if self.taps:
+                    for seg in outbox:
+                        self._send(remote, seg, tcb.mss)
+                else:  # _send, inlined: the usual segment, no capture
+                    build = self._tcp_builder.build
+                    write = self.link.write
+                    mss = tcb.mss if self._vnet else 0xFFFF
+                    sent = 0
+                    for seg in outbox:
+                        if len(seg.payload) <= mss:
+                            write(build(remote, seg))
+                            sent += 1
+                        else:  # a GSO super segment
+                            self._send(remote, seg, mss)
+                    self.counters["OutSegs"] += sent
             except Exception as exc:
-                tcb.outbox.clear()
+                outbox.clear()
                 self._internal_error(tcb, exc)
                 return
-            tcb.outbox.clear()
+            outbox.clear()
         state = tcb.state
         if state is not conn.last_state:
             old, conn.last_state = conn.last_state, state
@@ -823,7 +846,9 @@ class Stack:
 
     def _send(self, dst: bytes, seg: TcpSegment, mss: int = 0xFFFF) -> None:
         # Every TCP datagram has DF: IP ID 0 (RFC 6864; see ustack/ipident.py).
-        if self._vnet:
+        if not self.taps and len(seg.payload) <= mss:
+            self.link.write(self._tcp_builder.build(dst, seg))
+        elif self._vnet:
             # Offload: the kernel completes the checksum (and segments a
             # payload longer than the MSS); we only sum the pseudo-header.
             packet = build_tcp_packet(
