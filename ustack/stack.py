@@ -48,6 +48,7 @@ from ustack.wire.ipv4 import (
     TcpPacketBuilder,
     build_tcp_packet,
     parse_ipv4,
+    parse_tcp_packet,
     with_full_tcp_checksum,
 )
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, WireError, parse_tcp
@@ -415,6 +416,19 @@ class Stack:
     ) -> None:
         counters = self.counters
         counters["InReceives"] += 1
+        fast = parse_tcp_packet(packet, verify)
+        if fast is not None:  # the usual segment: one unpack, no Ipv4Packet
+            src, dst, seg = fast
+            first = src[0]
+            if dst == self.ip_bytes and not (
+                first == 0 or first == 127 or first >= 224 or src in self._bad_sources
+            ):
+                counters["InSegs"] += 1
+                if seg.ecn:  # RFC 3168: the TCB sees the IP ECN codepoint
+                    counters[IN_ECN_COUNTERS[seg.ecn]] += 1
+                self._input_tcp(src, seg, now)
+                return
+            # Not for us, or from no real peer: the full path counts why.
         try:
             ip = parse_ipv4(packet, fragments=True)
         except WireError as exc:
