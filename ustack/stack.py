@@ -841,7 +841,11 @@ class Stack:
             for observer in self.state_observers:
                 observer(tcb, old, state, trio.current_time())
         if state is not _CLOSED and state is not _TIME_WAIT:
-            self._schedule(tcb)
+            # _schedule's usual outcome, inlined: the entry held fires first.
+            deadline = tcb.deadline
+            held = conn.heap_deadline
+            if deadline is not None and (held is None or held > deadline):
+                self._schedule(tcb)
             if transport is None and conn.wake():
                 self._woke = True
             return
