@@ -45,8 +45,10 @@ from ustack.wire.icmp import DEST_UNREACHABLE, PORT_UNREACHABLE, PROTOCOL_UNREAC
 from ustack.wire.ipv4 import (
     PROTO_ICMP,
     PROTO_TCP,
+    TcpPacketBuilder,
     build_tcp_packet,
     parse_ipv4,
+    parse_tcp_packet,
     with_full_tcp_checksum,
 )
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment, WireError, parse_tcp
@@ -170,6 +172,14 @@ class Stack:
         # With segmentation offload a TCB may hand over segments of many MSS,
         # up to the largest IPv4 packet (less room for IP and TCP headers).
         self.tso_limit = 65535 - 20 - 60 if self._vnet else 0
+        # Every TCP segment of one wire segment: prefix, IPv4 and TCP headers
+        # in one pack (with offload only the pseudo-header sum, behind the
+        # constant virtio-net header). IP ID 0: DF datagrams (RFC 6864).
+        self._tcp_builder = TcpPacketBuilder(
+            self.ip_bytes, ident=ATOMIC_ID,
+            prefix=_VNET_ONE_SEGMENT if self._vnet else b"",
+            partial_csum=self._vnet,
+        )
         self.counters: Counter[str] = Counter()
         self._conns: dict[Key, Tcb] = {}
         self._listeners: dict[int, Listening] = {}
@@ -406,6 +416,19 @@ class Stack:
     ) -> None:
         counters = self.counters
         counters["InReceives"] += 1
+        fast = parse_tcp_packet(packet, verify)
+        if fast is not None:  # the usual segment: one unpack, no Ipv4Packet
+            src, dst, seg = fast
+            first = src[0]
+            if dst == self.ip_bytes and not (
+                first == 0 or first == 127 or first >= 224 or src in self._bad_sources
+            ):
+                counters["InSegs"] += 1
+                if seg.ecn:  # RFC 3168: the TCB sees the IP ECN codepoint
+                    counters[IN_ECN_COUNTERS[seg.ecn]] += 1
+                self._input_tcp(src, seg, now)
+                return
+            # Not for us, or from no real peer: the full path counts why.
         try:
             ip = parse_ipv4(packet, fragments=True)
         except WireError as exc:
@@ -788,23 +811,41 @@ class Stack:
             except Exception as exc:
                 self._internal_error(tcb, exc)
                 return
-        if tcb.outbox:
+        outbox = tcb.outbox
+        if outbox:
             remote = tcb.remote_ip
             try:
-                for seg in tcb.outbox:
-                    self._send(remote, seg, tcb.mss)
+                if self.taps:
+                    for seg in outbox:
+                        self._send(remote, seg, tcb.mss)
+                else:  # _send, inlined: the usual segment, no capture
+                    build = self._tcp_builder.build
+                    write = self.link.write
+                    mss = tcb.mss if self._vnet else 0xFFFF
+                    sent = 0
+                    for seg in outbox:
+                        if len(seg.payload) <= mss:
+                            write(build(remote, seg))
+                            sent += 1
+                        else:  # a GSO super segment
+                            self._send(remote, seg, mss)
+                    self.counters["OutSegs"] += sent
             except Exception as exc:
-                tcb.outbox.clear()
+                outbox.clear()
                 self._internal_error(tcb, exc)
                 return
-            tcb.outbox.clear()
+            outbox.clear()
         state = tcb.state
         if state is not conn.last_state:
             old, conn.last_state = conn.last_state, state
             for observer in self.state_observers:
                 observer(tcb, old, state, trio.current_time())
         if state is not _CLOSED and state is not _TIME_WAIT:
-            self._schedule(tcb)
+            # _schedule's usual outcome, inlined: the entry held fires first.
+            deadline = tcb.deadline
+            held = conn.heap_deadline
+            if deadline is not None and (held is None or held > deadline):
+                self._schedule(tcb)
             if transport is None and conn.wake():
                 self._woke = True
             return
@@ -823,7 +864,9 @@ class Stack:
 
     def _send(self, dst: bytes, seg: TcpSegment, mss: int = 0xFFFF) -> None:
         # Every TCP datagram has DF: IP ID 0 (RFC 6864; see ustack/ipident.py).
-        if self._vnet:
+        if not self.taps and len(seg.payload) <= mss:
+            self.link.write(self._tcp_builder.build(dst, seg))
+        elif self._vnet:
             # Offload: the kernel completes the checksum (and segments a
             # payload longer than the MSS); we only sum the pseudo-header.
             packet = build_tcp_packet(

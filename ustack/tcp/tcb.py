@@ -27,7 +27,7 @@ from ustack.tcp.ratelimit import RateLimiter
 from ustack.tcp.reassembly import Reassembly
 from ustack.tcp.recovery import CaState, LossRecovery
 from ustack.tcp.rto import RtoEstimator
-from ustack.tcp.rtxq import Sent
+from ustack.tcp.rtxq import RetransmitQueue, Sent
 from ustack.tcp.seq import HALF, MASK, seq_diff, seq_ge, seq_gt, seq_in, seq_le, seq_lt
 from ustack.tcp.state import RECEIVING, State
 from ustack.tcp.syncookie import decode_options as decode_cookie_options
@@ -1679,6 +1679,16 @@ class Tcb:
                 rec.check_app_limited(self._unsent())
             self._arm_after_output(now, False)
             return
+        if (
+            self.fast_output
+            and not q.recs
+            and not q.pending
+            and not rec.send_new_first
+            and self.pacer is None
+            and self.fin_seq is None
+            and self._send_one_small(rec, q, cwnd, now)
+        ):
+            return
         if rec.send_new_first and not self._new_data_allowed():
             rec.send_new_first = rec.frto = False  # F-RTO: nothing new to send
         seg_max = self._seg_max() if q.pending else 0
@@ -1732,6 +1742,51 @@ class Tcb:
         if sent:
             self.last_send = now
         self._arm_after_output(now, sent)
+
+    def _send_one_small(
+        self, rec: LossRecovery, q: RetransmitQueue,
+        cwnd: congestion.CongestionControl, now: float,
+    ) -> bool:
+        """The output pass of a request/response turn: nothing in flight,
+        nothing to repair, no FIN or pacing, and what the application wrote
+        fits in one segment and the peer's window. Sends it as the full pass
+        would (`_send_new_data`, then the pass's bookkeeping) and returns
+        True, or returns False having changed nothing. Nothing outstanding,
+        so Nagle (RFC 896) cannot hold it and it carries PSH."""
+        sndbuf = self.sndbuf
+        una_off = self.una_off
+        buf_off = una_off + seq_diff(self.sndbuf_seq, self.snd_una)  # _off()
+        nxt = q.nxt
+        start = nxt - buf_off
+        n = len(sndbuf) - start
+        if (
+            n <= 0
+            or n > self.mss
+            or nxt > una_off
+            or una_off + self.snd_wnd - nxt < n
+        ):
+            return False
+        self._restart_after_idle(cwnd, now)  # nothing in flight (q.recs empty)
+        if cwnd.cwnd - (q.in_flight() - rec.reno_sacked) > 0:
+            seq = self.snd_max
+            self._emit(
+                ACK | PSH, seq, bytes(memoryview(sndbuf)[start:]) if start
+                else bytes(sndbuf),
+            )
+            end = nxt + n
+            rec.on_new_data(n, q.append(nxt, end, now, False), now)
+            self.snd_nxt = self.snd_max = (seq + n) & MASK
+            sent = True
+        else:
+            sent = False  # cwnd shut (as _send_new_data, which sends nothing)
+        flight = q.in_flight() - rec.reno_sacked  # rec.in_flight()
+        rec.on_send(flight, flight >= cwnd.cwnd)
+        if cwnd.sampler is not None:
+            rec.check_app_limited(self._unsent())
+        if sent:
+            self.last_send = now
+        self._arm_after_output(now, sent)
+        return True
 
     def _arm_after_output(self, now: float, sent: bool) -> None:
         """The sender's timer after an output pass (RFC 6298 5.1, RFC 8985

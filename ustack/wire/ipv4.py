@@ -72,6 +72,47 @@ def parse_ipv4(
     )
 
 
+def parse_tcp_packet(
+    buf: bytes | bytearray | memoryview, verify: bool = True
+) -> tuple[bytes, bytes, TcpSegment] | None:
+    """(src, dst, segment) of the usual TCP packet, in one unpack: a 20-byte
+    IPv4 header, not a fragment, and NOP NOP TIMESTAMP as the only TCP
+    option (RFC 7323 Appendix A), checksums good (the TCP one only with
+    `verify`). None for anything else, which parse_ipv4 and parse_tcp then
+    take apart (and name what is wrong). The result equals theirs: the
+    segment's `ecn` is the IP header's ECN field."""
+    if len(buf) < 52:
+        return None
+    (vihl, tos, total, _, frag, _, proto, _, src, dst, sport, dport, seq, ack,
+     doff, flags, win, _, urg, lead, tsval, tsecr) = _HDR_TCP_TS.unpack_from(buf)
+    if (
+        vihl != 0x45
+        or proto != PROTO_TCP
+        or doff >> 4 != 8
+        or lead != _TS_LEAD
+        or frag & _MF_OFFSET
+        or total < 52
+        or total > len(buf)
+    ):
+        return None
+    mv = buf if isinstance(buf, memoryview) else memoryview(buf)
+    if int.from_bytes(mv[:20], "big") % 0xFFFF:
+        return None  # bad IP checksum (parse_ipv4 counts it)
+    if verify:
+        # parse_tcp's check: RFC 1071 by one reduction, pseudo-header added.
+        n = total - 20
+        c = int.from_bytes(mv[20:total], "big") % 0xFFFF
+        if n & 1:
+            c <<= 8
+        c += int.from_bytes(src, "big") + int.from_bytes(dst, "big") + PROTO_TCP + n
+        if c % 0xFFFF:
+            return None
+    return src, dst, TcpSegment(
+        sport, dport, seq, ack, flags, win, bytes(mv[52:total]),
+        None, None, False, (), (tsval, tsecr), urg, tos & 3,
+    )
+
+
 def _ip_csum(
     total: int, ident: int, ttl_proto: int, addr_sum: int, tos: int = 0
 ) -> int:
@@ -111,7 +152,6 @@ def build_tcp_packet(
     payload = seg.payload
     plen = len(payload)
     ts = seg.timestamp
-    tail: tuple[int, ...]
     if (
         ts is not None
         and seg.mss is None
@@ -121,15 +161,44 @@ def build_tcp_packet(
     ):
         # The usual data segment or ACK: timestamps alone go into the same
         # pack as the headers; no option bytes are built.
-        opts, tcp_hlen, packer, tail = b"", 32, _HDR_TCP_TS, (_TS_LEAD, *ts)
-        if not partial_csum:
-            tcp_csum = _ts_only_csum(seg, ts, addr_sum + PROTO_TCP + 32 + plen)
-    else:
-        packer, tail = _HDR_TCP, ()
+        tsval, tsecr = ts
+        sport = seg.src_port
+        dport = seg.dst_port
+        seq = seg.seq
+        ack = seg.ack
+        flags = seg.flags
+        window = seg.window
+        urg = seg.urg_ptr
         if partial_csum:
-            opts, tcp_hlen = _options(seg)
+            tcp_csum = (addr_sum + PROTO_TCP + 32 + plen) % 0xFFFF or 0xFFFF
         else:
-            opts, tcp_hlen, tcp_csum = _encode(seg, addr_sum)
+            # RFC 1071 from the field values: every field starts on a 16-bit
+            # boundary and 2**16 == 1 (mod 0xFFFF), so a 32-bit field counts
+            # as its value; > 0, as the protocol term is nonzero.
+            p = int.from_bytes(payload, "big") % 0xFFFF if plen else 0
+            if plen & 1:
+                p <<= 8  # RFC 9293 3.1: pad with a zero byte
+            s = (
+                p + addr_sum + PROTO_TCP + 32 + plen + sport + dport + seq + ack
+                + (8 << 12) + flags + window + urg + _TS_LEAD + tsval + tsecr
+            ) % 0xFFFF
+            tcp_csum = 0xFFFF - s if s else 0
+        total = 52 + plen
+        ident &= 0xFFFF
+        tos = seg.ecn
+        ip_s = (
+            0x4500 + tos + total + ident + _DF + (ttl << 8 | PROTO_TCP) + addr_sum
+        ) % 0xFFFF
+        hdr = _HDR_TCP_TS.pack(
+            0x45, tos, total, ident, _DF, ttl, PROTO_TCP,
+            0xFFFF - ip_s if ip_s else 0, src, dst, sport, dport, seq, ack,
+            0x80, flags, window, tcp_csum, urg, _TS_LEAD, tsval, tsecr,
+        )
+        return hdr + payload if plen else hdr
+    if partial_csum:
+        opts, tcp_hlen = _options(seg)
+    else:
+        opts, tcp_hlen, tcp_csum = _encode(seg, addr_sum)
     if partial_csum:
         tcp_csum = (addr_sum + PROTO_TCP + tcp_hlen + plen) % 0xFFFF or 0xFFFF
     total = 20 + tcp_hlen + plen
@@ -139,7 +208,7 @@ def build_tcp_packet(
     ip_s = (
         0x4500 + tos + total + ident + _DF + (ttl << 8 | PROTO_TCP) + addr_sum
     ) % 0xFFFF
-    hdr = packer.pack(
+    hdr = _HDR_TCP.pack(
         0x45,
         tos,
         total,
@@ -159,38 +228,106 @@ def build_tcp_packet(
         seg.window,
         tcp_csum,
         seg.urg_ptr,
-        *tail,
     )
     if opts:
         return b"".join((hdr, opts, payload))
     return hdr + payload if plen else hdr
 
 
-def _ts_only_csum(seg: TcpSegment, ts: tuple[int, int], pseudo: int) -> int:
-    """The TCP checksum of a segment whose only option is NOP NOP TS,
-    summed from the field values: every field starts on a 16-bit boundary
-    and 2**16 == 1 (mod 0xFFFF), so a 32-bit field counts as its value
-    (RFC 1071). `pseudo` is the pseudo-header's sum."""
-    payload = seg.payload
-    p = int.from_bytes(payload, "big") % 0xFFFF if payload else 0
-    if len(payload) & 1:
-        p <<= 8  # RFC 9293 3.1: pad with a zero byte
-    s = (
-        p
-        + pseudo
-        + seg.src_port
-        + seg.dst_port
-        + seg.seq
-        + seg.ack
-        + (8 << 12)  # data offset: 8 words
-        + seg.flags
-        + seg.window
-        + seg.urg_ptr
-        + _TS_LEAD
-        + ts[0]
-        + ts[1]
-    ) % 0xFFFF  # > 0: the pseudo-header's protocol term is nonzero
-    return 0xFFFF - s if s else 0
+class TcpPacketBuilder:
+    """`build_tcp_packet` for one source address, TTL and IP ID, with a
+    fixed `prefix` in front (e.g. a virtio-net header), as a stack sends
+    every TCP segment: `prefix + build_tcp_packet(src, dst, seg, ident,
+    ttl, partial_csum)`, byte for byte.
+
+    The usual data segment and ACK (NOP NOP TIMESTAMP as the only option,
+    RFC 7323 Appendix A) skips the generic builder: the source's share of
+    both checksums is summed once here, the destination's once per peer
+    address (bytes cache their hash), and prefix, IPv4 header, TCP header
+    and timestamp option go into one pack. Anything else (SYN, SACK, no
+    timestamps) takes the generic path.
+    """
+
+    __slots__ = ("src", "ttl", "ident", "prefix", "partial_csum", "_pack",
+                 "_ip_base", "_src_int", "_peers")
+
+    def __init__(
+        self,
+        src: bytes,
+        ttl: int = 64,
+        ident: int = 0,
+        prefix: bytes = b"",
+        partial_csum: bool = False,
+    ) -> None:
+        self.src = src
+        self.ttl = ttl
+        self.ident = ident & 0xFFFF
+        self.prefix = prefix
+        self.partial_csum = partial_csum
+        self._pack = struct.Struct(
+            f"!{len(prefix)}sBBHHHBBH4s4sHHIIBBHHHIII"
+        ).pack
+        # IPv4 checksum terms that never change: version/IHL, ID, DF and
+        # TTL/protocol (RFC 791 3.1, RFC 1071).
+        self._ip_base = 0x4500 + self.ident + _DF + (ttl << 8 | PROTO_TCP)
+        self._src_int = int.from_bytes(src, "big")
+        self._peers: dict[bytes, int] = {}  # dst -> int(src) + int(dst)
+
+    def _addr_sum(self, dst: bytes) -> int:
+        peers = self._peers
+        if len(peers) >= 4096:
+            peers.clear()  # bounded: many peers only cost a recomputation
+        s = peers[dst] = self._src_int + int.from_bytes(dst, "big")
+        return s
+
+    def build(self, dst: bytes, seg: TcpSegment) -> bytes:
+        ts = seg.timestamp
+        if (
+            ts is None
+            or seg.sack_blocks
+            or seg.mss is not None
+            or seg.wscale is not None
+            or seg.sack_permitted
+        ):
+            return self.prefix + build_tcp_packet(
+                self.src, dst, seg, self.ident, self.ttl, self.partial_csum
+            )
+        addr_sum = self._peers.get(dst)
+        if addr_sum is None:
+            addr_sum = self._addr_sum(dst)
+        payload = seg.payload
+        plen = len(payload)
+        tsval, tsecr = ts
+        sport = seg.src_port
+        dport = seg.dst_port
+        seq = seg.seq
+        ack = seg.ack
+        flags = seg.flags
+        window = seg.window
+        urg = seg.urg_ptr
+        if self.partial_csum:
+            tcp_csum = (addr_sum + PROTO_TCP + 32 + plen) % 0xFFFF or 0xFFFF
+        else:
+            # RFC 1071 from the field values: every field starts on a 16-bit
+            # boundary and 2**16 == 1 (mod 0xFFFF), so a 32-bit field counts
+            # as its value; > 0, as the protocol term is nonzero.
+            p = int.from_bytes(payload, "big") % 0xFFFF if plen else 0
+            if plen & 1:
+                p <<= 8  # RFC 9293 3.1: pad with a zero byte
+            s = (
+                p + addr_sum + PROTO_TCP + 32 + plen + sport + dport + seq + ack
+                + (8 << 12) + flags + window + urg + _TS_LEAD + tsval + tsecr
+            ) % 0xFFFF
+            tcp_csum = 0xFFFF - s if s else 0
+        total = 52 + plen
+        tos = seg.ecn
+        ip_s = (self._ip_base + addr_sum + tos + total) % 0xFFFF
+        hdr = self._pack(
+            self.prefix, 0x45, tos, total, self.ident, _DF, self.ttl, PROTO_TCP,
+            0xFFFF - ip_s if ip_s else 0, self.src, dst, sport, dport, seq, ack,
+            0x80, flags, window, tcp_csum, urg, _TS_LEAD, tsval, tsecr,
+        )
+        return hdr + payload if plen else hdr
 
 
 def with_full_tcp_checksum(packet: bytes | memoryview) -> bytes:
