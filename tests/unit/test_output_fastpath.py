@@ -37,7 +37,7 @@ def test_request_response_turns(
 ) -> None:
     rng = random.Random(seed)
     s = Settings(timestamps=ts, sack=sack, ecn=ecn, snd_buf=60000,
-                 rcv_buf=rcv_buf, msl=0.5)  # type: ignore[arg-type]
+                 rcv_buf=rcv_buf, msl=0.5)
     pair = Pair(settings=s, mss=536, delay=0.005)
     a, b = pair.establish()
     pair.net = _Impaired(rng, loss, 0.0, 0.0)
@@ -49,7 +49,7 @@ def test_request_response_turns(
         taken += done
         return done
 
-    Tcb._send_one_small = counted  # type: ignore[method-assign]
+    Tcb._send_one_small = counted  # type: ignore[method-assign,assignment]
     try:
         for turn in range(30):
             for tcb in (a, b):
