@@ -26,6 +26,7 @@ from typing import Self
 import trio
 
 from ustack.config import Settings
+from ustack.counters import Counters
 from ustack.errors import os_error
 from ustack.ip.icmp_errors import IcmpError
 from ustack.ip.layer import IpLayer
@@ -180,7 +181,7 @@ class Stack:
             prefix=_VNET_ONE_SEGMENT if self._vnet else b"",
             partial_csum=self._vnet,
         )
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counters()
         self._conns: dict[Key, Tcb] = {}
         self._listeners: dict[int, Listening] = {}
         self._bound: Counter[int] = (

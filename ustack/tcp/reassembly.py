@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 
+from ustack.counters import Counters
 from ustack.tcp.runindex import Run, RunIndex
 from ustack.tcp.seq import MASK, seq_diff
 
@@ -56,7 +57,7 @@ class Reassembly:
         self._origin_seq = 0
         self._origin_abs = 0
         self._recent: list[int] = []  # offsets of the latest segments, newest first
-        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.counters: Counter[str] = counters if counters is not None else Counters()
         self.limit = limit  # bound on truesize
         self.size = 0  # data bytes held
         self.truesize = 0  # data bytes plus per-run and per-chunk overhead

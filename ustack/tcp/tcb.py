@@ -18,6 +18,7 @@ from collections import Counter
 from typing import Any
 
 from ustack.config import Settings
+from ustack.counters import Counters
 from ustack.errors import os_error
 from ustack.tcp import cc as congestion
 from ustack.tcp import ecn
@@ -183,7 +184,7 @@ class Tcb:
     ) -> None:
         self.settings = settings
         # Shared with the stack (netstat -s style); private when standalone.
-        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.counters: Counter[str] = counters if counters is not None else Counters()
         self._challenge_limiter = challenge_limiter
         self.local_ip, self.local_port = local
         self.remote_ip, self.remote_port = remote

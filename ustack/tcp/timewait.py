@@ -20,6 +20,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterator
 
+from ustack.counters import Counters
 from ustack.tcp.seq import MASK, seq_gt, seq_lt
 from ustack.tcp.state import State
 from ustack.wire.tcp import ACK, FIN, RST, SYN, TcpSegment
@@ -99,7 +100,7 @@ class TimeWaitTable:
 
     def __init__(self, local_ip: bytes, counters: Counter[str] | None = None) -> None:
         self.local_ip = local_ip
-        self.counters: Counter[str] = Counter() if counters is None else counters
+        self.counters: Counter[str] = Counters() if counters is None else counters
         self.clear()
 
     def clear(self) -> None:
