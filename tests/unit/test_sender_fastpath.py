@@ -1,13 +1,14 @@
 """The sender's shortcuts against the full paths: the common-ACK fast path
 (LossRecovery._on_cumulative_ack) against LossRecovery.on_ack with it off,
-and the output pass that has nothing to send (Tcb._output_data) against the
-full pass.
+header prediction's ACK path (Tcb._predicted_ack) against Tcb._sender_ack
+with the fast ACK path off, and the output pass that has nothing to send
+(Tcb._output_data) against the full pass.
 
-Every ACK the sender side processes (Tcb._sender_ack) and every output pass
-is also run, on a deep copy made just before, with `LossRecovery.fast_ack`
-(or `Tcb.fast_output`) off; the two TCBs must then agree on every slot,
-recursively (sequence variables, buffers, timers, the outbox, the
-retransmission queue, RACK, the congestion controller, counters).
+Every ACK the sender side processes (Tcb._sender_ack, Tcb._predicted_ack)
+and every output pass is also run, on a deep copy made just before, with
+`LossRecovery.fast_ack` (or `Tcb.fast_output`) off; the two TCBs must then
+agree on every slot, recursively (sequence variables, buffers, timers, the
+outbox, the retransmission queue, RACK, the congestion controller, counters).
 ACKs come from the two-TCB harness over a lossy, duplicating, reordering
 network, and from a scripted peer that sends random ACKs (cumulative, old,
 duplicate, with SACK blocks, ECE, window changes) in virtual time.
@@ -32,6 +33,7 @@ from ustack.tcp.tcb import Tcb
 from ustack.wire.tcp import ACK, ECE, TcpSegment
 
 _ORIGINAL = Tcb._sender_ack
+_PREDICTED = Tcb._predicted_ack
 _OUTPUT = Tcb._output_data
 _FAST = LossRecovery._on_cumulative_ack
 
@@ -42,6 +44,7 @@ class Oracle:
     def __init__(self) -> None:
         self.fast = 0
         self.calls = 0
+        self.predicted = 0
         self.outputs = 0
 
     def __call__(
@@ -56,6 +59,31 @@ class Oracle:
         finally:
             LossRecovery.fast_ack = True
         _compare(tcb, full, f"ACK {seg}")
+
+    def predicted_ack(
+        self,
+        tcb: Tcb,
+        rec: LossRecovery,
+        ack: int,
+        ts: tuple[int, int] | None,
+        now: float,
+    ) -> None:
+        """The fused path against the whole of _sender_ack (fast ACK path
+        off) for the same ACK: a predicted segment has no SACK blocks, no
+        ECE, no SYN/FIN, and its ACK advances SND.UNA."""
+        self.calls += 1
+        self.predicted += 1
+        assert rec is tcb._rec
+        full = clone(tcb)
+        seg = TcpSegment(tcb.remote_port, tcb.local_port, tcb.rcv_nxt, ack, ACK,
+                         0, timestamp=ts)
+        _PREDICTED(tcb, rec, ack, ts, now)
+        LossRecovery.fast_ack = False
+        try:
+            _ORIGINAL(full, seg, full.snd_wnd, True, now)
+        finally:
+            LossRecovery.fast_ack = True
+        _compare(tcb, full, f"predicted ACK {ack} ts={ts}")
 
     def output(self, tcb: Tcb, now: float) -> None:
         self.outputs += 1
@@ -93,8 +121,15 @@ def oracle(monkeypatch: pytest.MonkeyPatch) -> Iterator[Oracle]:
     def output_data(tcb: Tcb, now: float) -> None:
         o.output(tcb, now)
 
+    def predicted_ack(
+        tcb: Tcb, rec: LossRecovery, ack: int, ts: tuple[int, int] | None,
+        now: float,
+    ) -> None:
+        o.predicted_ack(tcb, rec, ack, ts, now)
+
     monkeypatch.setattr(Tcb, "_sender_ack", sender_ack)
     monkeypatch.setattr(Tcb, "_output_data", output_data)
+    monkeypatch.setattr(Tcb, "_predicted_ack", predicted_ack)
     monkeypatch.setattr(LossRecovery, "_on_cumulative_ack", counted)
     yield o
 
@@ -228,6 +263,8 @@ def test_clean_bulk_and_ping_pong_take_the_fast_path(oracle: Oracle) -> None:
         a.read(10)
     assert oracle.calls > 100
     assert oracle.fast >= oracle.calls - 2, (oracle.fast, oracle.calls)
+    # Header prediction takes the fused ACK path for nearly all of them.
+    assert oracle.predicted >= oracle.calls - 4, (oracle.predicted, oracle.calls)
 
 
 def test_a_loss_takes_the_full_path(oracle: Oracle) -> None:
