@@ -588,10 +588,16 @@ class Tcb:
         st = self.state
         # `is` first: an enum's hash is a Python-level call (per read).
         if data and (st is _ESTABLISHED or st in RECEIVING):
-            # Window update once the window has grown enough (RFC 1122 4.2.3.3).
-            offered = seq_diff(self.rcv_adv, self.rcv_nxt)
-            free = self.rcv_buf_size - len(buf)
-            if free - offered >= self._sws_threshold() and free >= 2 * offered:
+            # Window update once the window has grown enough (RFC 1122 4.2.3.3);
+            # seq_diff and _sws_threshold inlined (per read).
+            offered = (self.rcv_adv - self.rcv_nxt) & MASK
+            if offered & HALF:
+                offered -= 1 << 32
+            rcv_buf_size = self.rcv_buf_size
+            free = rcv_buf_size - len(buf)
+            sws = rcv_buf_size // 2
+            mss = self.mss_local
+            if free - offered >= (sws if sws < mss else mss) and free >= 2 * offered:
                 self.ack_now = True
         return data
 
