@@ -30,7 +30,7 @@ from tests.tcb_harness import Pair, mk
 from tests.unit.test_tcb_fastpath import clone, snapshot
 from ustack.config import Settings
 from ustack.tcp.cc import create as cc_create
-from ustack.tcp.recovery import LossRecovery
+from ustack.tcp.recovery import MIN_PTO, WC_DEL_ACK, LossRecovery
 from ustack.tcp.seq import MASK
 from ustack.tcp.state import State
 from ustack.tcp.tcb import Tcb
@@ -343,3 +343,23 @@ def test_cumulative_ack_on_a_queue_with_any_clean_records(
         LossRecovery.fast_ack = True
     assert got == want
     assert snapshot(rec) == snapshot(full)
+
+
+@given(
+    srtt=st.floats(0.0, 5.0),
+    rto=st.floats(0.2, 120.0),
+    flight=st.integers(1, 20000),
+)
+def test_probe_timeout_is_rfc_8985s_formula(
+    srtt: float, rto: float, flight: int
+) -> None:
+    """LossRecovery.pto, whose max/min are unrolled, against RFC 8985 7.2
+    as written: PTO = 2 * SRTT, or max(PTO, 1.5 * SRTT + WCDelAckT) with one
+    segment in flight, floored (Linux) and capped by the RTO."""
+    rec = LossRecovery(cc_create("cubic", 1460, 14600), Counter(), sack_ok=True)
+    rec.reset(1)
+    rec.queue.append(1, 1 + flight, 0.0)
+    pto = 2 * srtt
+    if flight <= 1460:
+        pto = max(pto, 1.5 * srtt + WC_DEL_ACK)
+    assert rec.pto(srtt, rto) == min(max(pto, MIN_PTO), rto)

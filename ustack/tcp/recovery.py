@@ -661,11 +661,15 @@ class LossRecovery:
         q = self.queue
         # q.in_flight(), inlined (after every ACK and every send).
         if q.nxt - q.una - q.sacked - q.lost + q.retrans_out <= self.cc.mss:
-            pto = max(pto, 1.5 * srtt + WC_DEL_ACK)
+            one = 1.5 * srtt + WC_DEL_ACK
+            if one > pto:
+                pto = one
         # If the RTO would come first, the probe takes its place (RFC 8985
         # 7.2, Linux tcp_schedule_loss_probe): a tail loss is then repaired
-        # without collapsing cwnd.
-        return min(max(pto, MIN_PTO), rto)
+        # without collapsing cwnd. (min(max(pto, MIN_PTO), rto), unrolled.)
+        if pto < MIN_PTO:
+            pto = MIN_PTO
+        return pto if pto < rto else rto
 
     def on_probe_sent(self, retransmitted: bool) -> None:
         self.tlp_high = self.queue.nxt
