@@ -29,8 +29,9 @@ from hypothesis import strategies as st
 from tests.tcb_harness import Pair, mk
 from tests.unit.test_tcb_fastpath import clone, snapshot
 from ustack.config import Settings
+from ustack.tcp import ecn
 from ustack.tcp.cc import create as cc_create
-from ustack.tcp.recovery import MIN_PTO, WC_DEL_ACK, LossRecovery
+from ustack.tcp.recovery import MIN_PTO, WC_DEL_ACK, CaState, LossRecovery
 from ustack.tcp.seq import MASK
 from ustack.tcp.state import State
 from ustack.tcp.tcb import Tcb
@@ -168,14 +169,15 @@ _SETTINGS = dict(snd_buf=60000, msl=0.5)
     ecn=st.sampled_from([0, 1]),
     congestion=st.sampled_from(["cubic", "reno"]),
     iss=st.sampled_from([0, MASK - 5000, 2**31 - 100]),
+    pacing=st.sampled_from(["auto", "on"]),
 )
 def test_harness_traffic(
     oracle: Oracle, seed: int, loss: float, dup: float, jitter: float, ts: bool,
-    sack: bool, ecn: int, congestion: str, iss: int,
+    sack: bool, ecn: int, congestion: str, iss: int, pacing: str,
 ) -> None:
     rng = random.Random(seed)
     s = Settings(timestamps=ts, sack=sack, ecn=ecn, congestion=congestion,
-                 **_SETTINGS)  # type: ignore[arg-type]
+                 pacing=pacing, **_SETTINGS)  # type: ignore[arg-type]
     pair = Pair(settings=s, iss_a=iss, iss_b=(iss * 7 + 3) & MASK, mss=536,
                 delay=0.01)
     a, b = pair.establish()  # a clean handshake, then the impaired path
@@ -363,3 +365,38 @@ def test_probe_timeout_is_rfc_8985s_formula(
     if flight <= 1460:
         pto = max(pto, 1.5 * srtt + WC_DEL_ACK)
     assert rec.pto(srtt, rto) == min(max(pto, MIN_PTO), rto)
+
+
+def test_predicted_ack_that_finds_a_loss_queues_cwr_like_the_full_path() -> None:
+    """A once-retransmitted record (clean again after an undo) resent after
+    the record above it: its cumulative ACK makes RACK (RFC 8985 6.2) mark
+    the older-sent record lost, so the fused path enters recovery, and with
+    ECN on the next new segment must carry CWR (RFC 3168 6.1.2), as after
+    the full _sender_ack."""
+    pair = Pair(settings=Settings(ecn=1, **_SETTINGS), mss=1000)  # type: ignore[arg-type]
+    a, b = pair.establish()
+    assert a.ecn_flags
+    pair.drop = lambda direction, seg: direction.startswith("A>B")
+    a.send(bytes(3000))
+    pair.pump()
+    rec = a.rec
+    first, second = rec.queue.recs[0], rec.queue.recs[1]
+    now = pair.now + 0.05
+    first.ever_retrans = True
+    first.xmit = now - 0.002  # resent after the second was sent
+    second.xmit = now - 0.04
+    rec.rack.min_rtt = 0.001
+    ack = (a.snd_una + 1000) & MASK
+    ts = (b._tsval(), a._tsval()) if a.ts_ok else None
+    full = clone(a)
+    _PREDICTED(a, rec, ack, ts, now)
+    seg = TcpSegment(a.remote_port, a.local_port, a.rcv_nxt, ack, ACK, 0,
+                     timestamp=ts)
+    LossRecovery.fast_ack = False
+    try:
+        _ORIGINAL(full, seg, full.snd_wnd, True, now)
+    finally:
+        LossRecovery.fast_ack = True
+    assert a.rec.state is not CaState.OPEN
+    assert a.ecn_flags & ecn.QUEUE_CWR
+    _compare(a, full, "an ACK that finds a loss")
