@@ -142,7 +142,8 @@ class LossRecovery:
     def cwnd_limited(self) -> bool:
         cc = self.cc
         if cc.in_slow_start:
-            return cc.cwnd < 2 * max(self.max_flight, self.max_flight_prev)
+            mf, mfp = self.max_flight, self.max_flight_prev  # max(), unrolled
+            return cc.cwnd < 2 * (mf if mf > mfp else mfp)
         return self.cwnd_used or self.cwnd_used_prev
 
     def next_retransmission(self, limit: int) -> Sent | None:
