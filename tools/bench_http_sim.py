@@ -6,9 +6,10 @@
     .venv/bin/python tools/bench_http_sim.py --profile [--n 3000] [--top 30]
 
 Two ustack Stacks back to back over the in-memory link (as tests/sim
-wires them), in trio's virtual time (MockClock, autojump) with trio's
-scheduler seeded: stack B serves ustack's HTTP service as `ustack up` does
-(protocol objects run by the packet loop, `ustack.services`); stack A runs
+wires them), in trio's virtual time (MockClock, autojump), with trio's
+scheduler, the ephemeral ports and the ISN clock pinned: stack B serves
+ustack's HTTP service as `ustack up` does (protocol objects run by the
+packet loop, `ustack.services`); stack A runs
 `--conns` keep-alive clients (TcpStream, TCP_NODELAY) that send wrk's
 request for /bytes/1000 and read each 1,000-byte response before the next
 one, N requests in all. Every response is checked (status, length, body).
@@ -102,6 +103,12 @@ def run(n: int, conns: int = 50, seed: int = 1) -> int:
             Stack(link_a, A_IP, settings, network="10.0.0.0/24") as a,
             Stack(link_b, B_IP, settings.replace(), network="10.0.0.0/24") as b,
         ):
+            for i, stack in enumerate((a, b)):
+                # Pin what the stack draws from the machine: ephemeral ports
+                # (SystemRandom) and the clock under ISNs and TSval offsets
+                # (isn.py), so that runs repeat to the instruction.
+                stack._rng = random.Random(seed + i)  # type: ignore[assignment]
+                stack._system_clock = lambda: 1000.0 + trio.current_time()
             server = b.serve_protocol(80, make_protocol_factory("http"))
             async with trio.open_nursery() as nursery:
                 for i in range(conns):
