@@ -1,13 +1,14 @@
 """The sender's shortcuts against the full paths: the common-ACK fast path
 (LossRecovery._on_cumulative_ack) against LossRecovery.on_ack with it off,
-and the output pass that has nothing to send (Tcb._output_data) against the
-full pass.
+header prediction's ACK path (Tcb._predicted_ack) against Tcb._sender_ack
+with the fast ACK path off, and the output pass that has nothing to send
+(Tcb._output_data) against the full pass.
 
-Every ACK the sender side processes (Tcb._sender_ack) and every output pass
-is also run, on a deep copy made just before, with `LossRecovery.fast_ack`
-(or `Tcb.fast_output`) off; the two TCBs must then agree on every slot,
-recursively (sequence variables, buffers, timers, the outbox, the
-retransmission queue, RACK, the congestion controller, counters).
+Every ACK the sender side processes (Tcb._sender_ack, Tcb._predicted_ack)
+and every output pass is also run, on a deep copy made just before, with
+`LossRecovery.fast_ack` (or `Tcb.fast_output`) off; the two TCBs must then
+agree on every slot, recursively (sequence variables, buffers, timers, the
+outbox, the retransmission queue, RACK, the congestion controller, counters).
 ACKs come from the two-TCB harness over a lossy, duplicating, reordering
 network, and from a scripted peer that sends random ACKs (cumulative, old,
 duplicate, with SACK blocks, ECE, window changes) in virtual time.
@@ -15,7 +16,10 @@ duplicate, with SACK blocks, ECE, window changes) in virtual time.
 
 from __future__ import annotations
 
+import copy
+import math
 import random
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -25,13 +29,16 @@ from hypothesis import strategies as st
 from tests.tcb_harness import Pair, mk
 from tests.unit.test_tcb_fastpath import clone, snapshot
 from ustack.config import Settings
-from ustack.tcp.recovery import LossRecovery
+from ustack.tcp import ecn
+from ustack.tcp.cc import create as cc_create
+from ustack.tcp.recovery import MIN_PTO, WC_DEL_ACK, CaState, LossRecovery
 from ustack.tcp.seq import MASK
 from ustack.tcp.state import State
 from ustack.tcp.tcb import Tcb
 from ustack.wire.tcp import ACK, ECE, TcpSegment
 
 _ORIGINAL = Tcb._sender_ack
+_PREDICTED = Tcb._predicted_ack
 _OUTPUT = Tcb._output_data
 _FAST = LossRecovery._on_cumulative_ack
 
@@ -42,6 +49,7 @@ class Oracle:
     def __init__(self) -> None:
         self.fast = 0
         self.calls = 0
+        self.predicted = 0
         self.outputs = 0
 
     def __call__(
@@ -56,6 +64,31 @@ class Oracle:
         finally:
             LossRecovery.fast_ack = True
         _compare(tcb, full, f"ACK {seg}")
+
+    def predicted_ack(
+        self,
+        tcb: Tcb,
+        rec: LossRecovery,
+        ack: int,
+        ts: tuple[int, int] | None,
+        now: float,
+    ) -> None:
+        """The fused path against the whole of _sender_ack (fast ACK path
+        off) for the same ACK: a predicted segment has no SACK blocks, no
+        ECE, no SYN/FIN, and its ACK advances SND.UNA."""
+        self.calls += 1
+        self.predicted += 1
+        assert rec is tcb._rec
+        full = clone(tcb)
+        seg = TcpSegment(tcb.remote_port, tcb.local_port, tcb.rcv_nxt, ack, ACK,
+                         0, timestamp=ts)
+        _PREDICTED(tcb, rec, ack, ts, now)
+        LossRecovery.fast_ack = False
+        try:
+            _ORIGINAL(full, seg, full.snd_wnd, True, now)
+        finally:
+            LossRecovery.fast_ack = True
+        _compare(tcb, full, f"predicted ACK {ack} ts={ts}")
 
     def output(self, tcb: Tcb, now: float) -> None:
         self.outputs += 1
@@ -93,8 +126,15 @@ def oracle(monkeypatch: pytest.MonkeyPatch) -> Iterator[Oracle]:
     def output_data(tcb: Tcb, now: float) -> None:
         o.output(tcb, now)
 
+    def predicted_ack(
+        tcb: Tcb, rec: LossRecovery, ack: int, ts: tuple[int, int] | None,
+        now: float,
+    ) -> None:
+        o.predicted_ack(tcb, rec, ack, ts, now)
+
     monkeypatch.setattr(Tcb, "_sender_ack", sender_ack)
     monkeypatch.setattr(Tcb, "_output_data", output_data)
+    monkeypatch.setattr(Tcb, "_predicted_ack", predicted_ack)
     monkeypatch.setattr(LossRecovery, "_on_cumulative_ack", counted)
     yield o
 
@@ -129,14 +169,15 @@ _SETTINGS = dict(snd_buf=60000, msl=0.5)
     ecn=st.sampled_from([0, 1]),
     congestion=st.sampled_from(["cubic", "reno"]),
     iss=st.sampled_from([0, MASK - 5000, 2**31 - 100]),
+    pacing=st.sampled_from(["auto", "on"]),
 )
 def test_harness_traffic(
     oracle: Oracle, seed: int, loss: float, dup: float, jitter: float, ts: bool,
-    sack: bool, ecn: int, congestion: str, iss: int,
+    sack: bool, ecn: int, congestion: str, iss: int, pacing: str,
 ) -> None:
     rng = random.Random(seed)
     s = Settings(timestamps=ts, sack=sack, ecn=ecn, congestion=congestion,
-                 **_SETTINGS)  # type: ignore[arg-type]
+                 pacing=pacing, **_SETTINGS)  # type: ignore[arg-type]
     pair = Pair(settings=s, iss_a=iss, iss_b=(iss * 7 + 3) & MASK, mss=536,
                 delay=0.01)
     a, b = pair.establish()  # a clean handshake, then the impaired path
@@ -228,6 +269,8 @@ def test_clean_bulk_and_ping_pong_take_the_fast_path(oracle: Oracle) -> None:
         a.read(10)
     assert oracle.calls > 100
     assert oracle.fast >= oracle.calls - 2, (oracle.fast, oracle.calls)
+    # Header prediction takes the fused ACK path for nearly all of them.
+    assert oracle.predicted >= oracle.calls - 4, (oracle.predicted, oracle.calls)
 
 
 def test_a_loss_takes_the_full_path(oracle: Oracle) -> None:
@@ -252,3 +295,108 @@ def test_a_loss_takes_the_full_path(oracle: Oracle) -> None:
     assert dropped and a.snd_una == a.snd_max
     assert a.counters["TCPSackRecovery"] + a.counters["TCPLossProbes"] >= 1
     assert oracle.fast < oracle.calls
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sizes=st.lists(st.sampled_from([1, 500, 1460, 4380]), min_size=1, max_size=6),
+    data=st.data(),
+    sack=st.booleans(),
+    slow_start=st.booleans(),
+    congestion=st.sampled_from(["cubic", "reno"]),
+)
+def test_cumulative_ack_on_a_queue_with_any_clean_records(
+    sizes: list[int], data: st.DataObject, sack: bool, slow_start: bool,
+    congestion: str,
+) -> None:
+    """LossRecovery._on_cumulative_ack against the full on_ack on queues the
+    traffic tests seldom reach: records retransmitted before but clean now
+    (after an undo), sent out of order, a RACK state from earlier ACKs, an
+    ACK inside a record (offload), rounds and app-limited flags."""
+    rec = LossRecovery(cc_create(congestion, 1460, 14600), Counter(), sack_ok=sack)
+    rec.reset(1)
+    q = rec.queue
+    draw = data.draw
+    off = 1
+    for size in sizes:
+        r = q.append(off, off + size, draw(st.floats(0.0, 1.0)))
+        r.ever_retrans = draw(st.booleans())
+        off += size
+    rack = rec.rack
+    rack.min_rtt = draw(st.sampled_from([math.inf, 0.001, 0.05, 0.5]))
+    rack.min_rtt_stamp = draw(st.sampled_from([0.0, -400.0]))
+    rack.xmit_ts = draw(st.sampled_from([-math.inf, 0.0, 0.5, 1.0]))
+    rack.end = draw(st.integers(0, off))
+    q.fack = draw(st.integers(1, off))
+    rec.round_end = draw(st.integers(0, off))
+    rec.max_flight = draw(st.integers(0, 20000))
+    rec.cwnd_used_prev = draw(st.booleans())
+    if not slow_start:
+        rec.cc.ssthresh = 2920
+    ack = draw(st.integers(2, off))
+    now = 1.0 + draw(st.floats(0.0, 1.0))
+    srtt = draw(st.sampled_from([0.0, 0.01, 0.2]))
+    full = copy.deepcopy(rec)
+    got = rec.on_ack(ack, [], None, False, now, None, srtt)
+    LossRecovery.fast_ack = False
+    try:
+        want = full.on_ack(ack, [], None, False, now, None, srtt)
+    finally:
+        LossRecovery.fast_ack = True
+    assert got == want
+    assert snapshot(rec) == snapshot(full)
+
+
+@given(
+    srtt=st.floats(0.0, 5.0),
+    rto=st.floats(0.2, 120.0),
+    flight=st.integers(1, 20000),
+)
+def test_probe_timeout_is_rfc_8985s_formula(
+    srtt: float, rto: float, flight: int
+) -> None:
+    """LossRecovery.pto, whose max/min are unrolled, against RFC 8985 7.2
+    as written: PTO = 2 * SRTT, or max(PTO, 1.5 * SRTT + WCDelAckT) with one
+    segment in flight, floored (Linux) and capped by the RTO."""
+    rec = LossRecovery(cc_create("cubic", 1460, 14600), Counter(), sack_ok=True)
+    rec.reset(1)
+    rec.queue.append(1, 1 + flight, 0.0)
+    pto = 2 * srtt
+    if flight <= 1460:
+        pto = max(pto, 1.5 * srtt + WC_DEL_ACK)
+    assert rec.pto(srtt, rto) == min(max(pto, MIN_PTO), rto)
+
+
+def test_predicted_ack_that_finds_a_loss_queues_cwr_like_the_full_path() -> None:
+    """A once-retransmitted record (clean again after an undo) resent after
+    the record above it: its cumulative ACK makes RACK (RFC 8985 6.2) mark
+    the older-sent record lost, so the fused path enters recovery, and with
+    ECN on the next new segment must carry CWR (RFC 3168 6.1.2), as after
+    the full _sender_ack."""
+    pair = Pair(settings=Settings(ecn=1, **_SETTINGS), mss=1000)  # type: ignore[arg-type]
+    a, b = pair.establish()
+    assert a.ecn_flags
+    pair.drop = lambda direction, seg: direction.startswith("A>B")
+    a.send(bytes(3000))
+    pair.pump()
+    rec = a.rec
+    first, second = rec.queue.recs[0], rec.queue.recs[1]
+    now = pair.now + 0.05
+    first.ever_retrans = True
+    first.xmit = now - 0.002  # resent after the second was sent
+    second.xmit = now - 0.04
+    rec.rack.min_rtt = 0.001
+    ack = (a.snd_una + 1000) & MASK
+    ts = (b._tsval(), a._tsval()) if a.ts_ok else None
+    full = clone(a)
+    _PREDICTED(a, rec, ack, ts, now)
+    seg = TcpSegment(a.remote_port, a.local_port, a.rcv_nxt, ack, ACK, 0,
+                     timestamp=ts)
+    LossRecovery.fast_ack = False
+    try:
+        _ORIGINAL(full, seg, full.snd_wnd, True, now)
+    finally:
+        LossRecovery.fast_ack = True
+    assert a.rec.state is not CaState.OPEN
+    assert a.ecn_flags & ecn.QUEUE_CWR
+    _compare(a, full, "an ACK that finds a loss")

@@ -2,10 +2,12 @@
 data segment and ACK) against the generic codec: the same bytes as an IPv4
 header (build_ipv4_header) followed by build_tcp, for every field value,
 payload length (odd and even), ECN codepoint and TTL; and with
-`partial_csum`, the same packet once the checksum is completed."""
+`partial_csum`, the same packet once the checksum is completed. parse_tcp's
+one-unpack path for the same segments against the generic parser."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import replace
 
 import pytest
@@ -13,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_wire_props import ADDR, U32, segments
-from ustack.wire.checksum import checksum
+from ustack.wire.checksum import checksum, pseudo_header_sum
+from ustack.wire.checksum import verify as csum_verify
 from ustack.wire.ipv4 import (
     TcpPacketBuilder,
     build_ipv4_header,
@@ -22,7 +25,7 @@ from ustack.wire.ipv4 import (
     parse_tcp_packet,
     with_full_tcp_checksum,
 )
-from ustack.wire.tcp import TcpSegment, WireError, build_tcp, parse_tcp
+from ustack.wire.tcp import TcpSegment, WireError, _parse_options, build_tcp, parse_tcp
 
 # Any segment of test_wire_props with timestamps as its only option.
 ts_segments = st.builds(
@@ -198,3 +201,56 @@ def test_parse_tcp_packet_skips_the_tcp_checksum_unless_verifying() -> None:
     packet = _with({53: 0x00})  # payload changed: the TCP checksum is wrong
     got = parse_tcp_packet(packet, verify=False)
     assert got is not None and got[2].payload == b"a\0cde"
+
+def reference_parse(
+    buf: bytes, src: bytes, dst: bytes, verify: bool
+) -> TcpSegment:
+    """parse_tcp without its timestamps shortcut: RFC 9293 3.1 header, the
+    generic option parser, checksum by ustack.wire.checksum.verify."""
+    n = len(buf)
+    if n < 20:
+        raise WireError("short")
+    hlen = (buf[12] >> 4) << 2
+    if hlen < 20 or hlen > n:
+        raise WireError("bad_doff")
+    if verify and not csum_verify(buf, pseudo_header_sum(src, dst, 6, n)):
+        raise WireError("bad_tcp_csum")
+    sport, dport, seq, ack, _, flags, win, _, urg = struct.unpack_from(
+        "!HHIIBBHHH", buf
+    )
+    seg = TcpSegment(sport, dport, seq, ack, flags, win, buf[hlen:], urg_ptr=urg)
+    _parse_options(buf, hlen, seg)
+    return seg
+
+
+def _outcome(fn, *args) -> object:  # type: ignore[no-untyped-def]
+    try:
+        return fn(*args)
+    except WireError as e:
+        return ("WireError", e.reason)
+
+
+# Timestamps-only headers as built, then bytes of them changed at random
+# (data offset, option kinds, reserved bits, the checksum), cut short or not.
+@given(ts_segments, ADDR, ADDR, st.lists(st.tuples(st.integers(0, 40),
+       st.integers(0, 255)), max_size=3), st.integers(0, 60), st.booleans(),
+       st.booleans(), st.one_of(st.none(), st.integers(0, 255)))
+def test_timestamps_only_parse_matches_the_generic_parser(
+    seg: TcpSegment, src: bytes, dst: bytes, changes: list[tuple[int, int]],
+    cut: int, verify: bool, view: bool, doff: int | None,
+) -> None:
+    raw = bytearray(build_tcp(seg, src, dst))
+    if doff is not None:
+        raw[12] = doff  # data offset and reserved bits
+    for i, v in changes:
+        if i < len(raw):
+            raw[i] = v
+    if cut < 33:
+        raw = raw[:cut]
+    buf = bytes(raw)
+    arg: bytes | memoryview = memoryview(buf) if view else buf
+    got = _outcome(parse_tcp, arg, src, dst, verify)
+    want = _outcome(reference_parse, buf, src, dst, verify)
+    assert got == want
+    if isinstance(got, TcpSegment):
+        assert type(got.payload) is bytes

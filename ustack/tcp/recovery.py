@@ -33,7 +33,7 @@ from enum import IntEnum
 
 from ustack.tcp.cc.base import INITIAL_SSTHRESH, CongestionControl
 from ustack.tcp.prr import Prr
-from ustack.tcp.rack import DUPTHRESH, Rack
+from ustack.tcp.rack import DUPTHRESH, MIN_RTT_WINDOW, Rack
 from ustack.tcp.rtxq import RetransmitQueue, Sent
 from ustack.tcp.seq import seq_lt
 
@@ -142,7 +142,8 @@ class LossRecovery:
     def cwnd_limited(self) -> bool:
         cc = self.cc
         if cc.in_slow_start:
-            return cc.cwnd < 2 * max(self.max_flight, self.max_flight_prev)
+            mf, mfp = self.max_flight, self.max_flight_prev  # max(), unrolled
+            return cc.cwnd < 2 * (mf if mf > mfp else mfp)
         return self.cwnd_used or self.cwnd_used_prev
 
     def next_retransmission(self, limit: int) -> Sent | None:
@@ -354,33 +355,78 @@ class LossRecovery:
     def _on_cumulative_ack(self, ack: int, now: float, srtt: float) -> float | None:
         """`on_ack` for the common ACK: it advances SND.UNA, carries no SACK
         or D-SACK information and no ECE, nothing is SACKed, marked lost or
-        retransmitted, no loss probe is out and the state is OPEN (Linux
+        retransmitted, no loss probe out and the state is OPEN (Linux
         tcp_ack without FLAG_SLOWPATH: tcp_clean_rtx_queue, then congestion
         avoidance). Every branch of the full path that such an ACK cannot
         take is left out; the rest is the same, in the same order, so the
-        result is identical (tests/unit/test_sender_fastpath.py)."""
+        result is identical (tests/unit/test_sender_fastpath.py).
+
+        With nothing SACKed, lost or retransmitted no record carries those
+        marks, so RetransmitQueue.ack reduces to the loop below, and RACK's
+        update for each delivered record (Rack.update, RFC 8985 6.2 steps
+        1-3) runs in it: the same work, per record, without the calls."""
         q = self.queue
         rack = self.rack
         prior_fack = q.fack
         prior_flight = q.nxt - q.una
-        delivered: list[Sent] = []
-        acked = q.ack(ack, delivered)
+        recs = q.recs
+        acked = 0
+        n = 0
         rtt: float | None = None
-        for rec in delivered:  # RFC 8985 6.2 steps 1-3; Karn (RFC 6298 3)
-            rack.update(rec, now, prior_fack)
-            if rtt is None and not rec.ever_retrans:
-                rtt = now - rec.xmit
+        for rec in recs:  # RetransmitQueue.ack on a clean queue
+            start = rec.start
+            if start >= ack:
+                break
+            end = rec.end
+            xmit = rec.xmit
+            sample = now - xmit
+            if end <= ack:
+                acked += end - start
+                n += 1
+            else:
+                acked += ack - start
+                rec.start = ack  # part of an offloaded record
+            if rec.ever_retrans:
+                q._remember_retrans(start, end if end < ack else ack)
+                # Rack.update: the original or the retransmission? Below
+                # the minimum RTT it must be the original (step 2).
+                if sample < rack.min_rtt:
+                    if end > ack:
+                        break
+                    continue
+            else:
+                if rtt is None:
+                    rtt = sample  # Karn (RFC 6298 3): an original's send time
+                if end < prior_fack:
+                    rack.reordering_seen = True
+            if sample < rack.min_rtt or now - rack.min_rtt_stamp > MIN_RTT_WINDOW:
+                rack.min_rtt = sample
+                rack.min_rtt_stamp = now
+            if xmit > rack.xmit_ts or (xmit == rack.xmit_ts and end > rack.end):
+                rack.xmit_ts = xmit
+                rack.end = end
+                rack.rtt = sample
+            if end > ack:
+                break
+        if n:
+            del recs[:n]
+        q.una = ack
+        if ack > q.fack:
+            q.fack = ack
         cc = self.cc
-        if delivered and rack.rtt:
+        if acked and rack.rtt:  # something was delivered
             cc.on_rtt(rack.rtt, now)
         if rack.dsack_round is not None:
-            rack.on_ack(q.una)
+            rack.on_ack(ack)
         round_start = ack > self.round_end
-        if round_start:
-            self._next_round()
+        if round_start:  # _next_round, inlined
+            self.rounds += 1
+            self.round_end = q.nxt
+            self.cwnd_used_prev, self.cwnd_used = self.cwnd_used, False
+            self.max_flight_prev, self.max_flight = self.max_flight, 0
         if not self.sack_ok:
             self.dupacks = 0  # RFC 5681 3.2: new data acknowledged
-        if q.recs:
+        if recs:
             # RFC 8985 6.2 step 5: data sent before what was just delivered
             # may now count as lost (usually the walk stops at once).
             if self._detect_loss(now, srtt):
@@ -390,8 +436,13 @@ class LossRecovery:
                 return rtt
         else:
             self.reo_deadline = None  # nothing left to wait for
-        # RFC 5681 / RFC 3465: grow by all it delivered.
-        cc.on_ack(acked, now, self.cwnd_limited(), round_start)
+        # RFC 5681 / RFC 3465: grow by all it delivered. cwnd_limited, inlined.
+        if cc.in_slow_start:
+            mf, mfp = self.max_flight, self.max_flight_prev
+            limited = cc.cwnd < 2 * (mf if mf > mfp else mfp)
+        else:
+            limited = self.cwnd_used or self.cwnd_used_prev
+        cc.on_ack(acked, now, limited, round_start)
         return rtt
 
     def _dsack_segs(self, dsack: tuple[int, int]) -> int:
@@ -616,11 +667,15 @@ class LossRecovery:
         q = self.queue
         # q.in_flight(), inlined (after every ACK and every send).
         if q.nxt - q.una - q.sacked - q.lost + q.retrans_out <= self.cc.mss:
-            pto = max(pto, 1.5 * srtt + WC_DEL_ACK)
+            one = 1.5 * srtt + WC_DEL_ACK
+            if one > pto:
+                pto = one
         # If the RTO would come first, the probe takes its place (RFC 8985
         # 7.2, Linux tcp_schedule_loss_probe): a tail loss is then repaired
-        # without collapsing cwnd.
-        return min(max(pto, MIN_PTO), rto)
+        # without collapsing cwnd. (min(max(pto, MIN_PTO), rto), unrolled.)
+        if pto < MIN_PTO:
+            pto = MIN_PTO
+        return pto if pto < rto else rto
 
     def on_probe_sent(self, retransmitted: bool) -> None:
         self.tlp_high = self.queue.nxt

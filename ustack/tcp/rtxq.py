@@ -143,7 +143,8 @@ class RetransmitQueue:
         for rec in recs:
             if rec.start >= ack:
                 break
-            cut = min(rec.end, ack) - rec.start
+            end = rec.end
+            cut = (end if end < ack else ack) - rec.start  # min(), unrolled
             if rec.ever_retrans:
                 self._remember_retrans(rec.start, rec.start + cut)
             if rec.sacked:
@@ -153,7 +154,7 @@ class RetransmitQueue:
                 delivered.append(rec)
                 if rec.lost or rec.retrans:  # else nothing to unmark
                     self._unmark(rec, cut)
-            if rec.end <= ack:
+            if end <= ack:
                 n += 1
             else:
                 rec.start = ack  # part of an offloaded record

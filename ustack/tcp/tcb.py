@@ -63,6 +63,7 @@ _CLOSE_WAIT = State.CLOSE_WAIT
 _CLOSING = State.CLOSING
 _LAST_ACK = State.LAST_ACK
 _TIME_WAIT = State.TIME_WAIT
+_OPEN = CaState.OPEN
 # A shared -inf: "never" costs no float per TCB.
 _NEVER = -math.inf
 # Until data is queued, the send and receive buffers are this one shared
@@ -588,10 +589,16 @@ class Tcb:
         st = self.state
         # `is` first: an enum's hash is a Python-level call (per read).
         if data and (st is _ESTABLISHED or st in RECEIVING):
-            # Window update once the window has grown enough (RFC 1122 4.2.3.3).
-            offered = seq_diff(self.rcv_adv, self.rcv_nxt)
-            free = self.rcv_buf_size - len(buf)
-            if free - offered >= self._sws_threshold() and free >= 2 * offered:
+            # Window update once the window has grown enough (RFC 1122 4.2.3.3);
+            # seq_diff and _sws_threshold inlined (per read).
+            offered = (self.rcv_adv - self.rcv_nxt) & MASK
+            if offered & HALF:
+                offered -= 1 << 32
+            rcv_buf_size = self.rcv_buf_size
+            free = rcv_buf_size - len(buf)
+            sws = rcv_buf_size // 2
+            mss = self.mss_local
+            if free - offered >= (sws if sws < mss else mss) and free >= 2 * offered:
                 self.ack_now = True
         return data
 
@@ -883,10 +890,47 @@ class Tcb:
         self.soft_error = 0
         wnd = seg.window << self.snd_wscale
         if una != self.snd_max:
-            self._sender_ack(seg, wnd, ack != una, now)
-        self._update_send_window(seq, ack, wnd)
+            rec = self._rec
+            if (
+                ack != una
+                and rec is not None
+                and rec.state is _OPEN
+                and rec.tlp_high is None
+                and rec.fast_ack
+                and rec.cc.sampler is None
+            ):
+                q = rec.queue
+                if not (q.sacked or q.lost or q.retrans_out or rec.reno_sacked):
+                    self._predicted_ack(rec, ack, ts, now)
+                else:
+                    self._sender_ack(seg, wnd, True, now)
+            else:
+                self._sender_ack(seg, wnd, ack != una, now)
+        # _update_send_window, inlined (per segment): the SND.WL1/WL2 rule.
+        wl1 = self.snd_wl1
+        if wl1 != seq:
+            update = (wl1 - seq) & MASK >= HALF  # SND.WL1 < SEG.SEQ
+        else:
+            wl2 = self.snd_wl2
+            update = wl2 == ack or (wl2 - ack) & MASK >= HALF  # SND.WL2 <= SEG.ACK
+        if update:
+            self.snd_wnd = wnd
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if wnd and self.persist:
+                self.persist = False
+                self.persist_backoff = 0
+                self.rtx_deadline = None
+                self.rto.reset_backoff()
         if ts is not None:
-            self._note_ts_recent(seq, ts[0], now)
+            # _note_ts_recent, inlined: TSval is not older than TS.Recent
+            # (checked above), so only SEG.SEQ <= Last.ACK.sent is left.
+            las = self.last_ack_sent
+            if seq == las or (seq - las) & MASK >= HALF:
+                self.ts_recent = ts[0]
+                self.ts_recent_age = now
         if not n:
             self.counters["TCPHPAcks"] += 1  # Linux's names (nstat)
             return True
@@ -895,7 +939,11 @@ class Tcb:
         if self.ecn_flags:
             self._ecn_receive(seg.flags, seg.ecn)
         if not self.read_closed:
-            self._deliver(payload)
+            buf = self.rcvbuf  # _deliver, inlined
+            if buf is not _EMPTY_BUF:
+                buf += payload
+            else:  # never append to the shared empty buffer
+                self.rcvbuf = bytearray(payload)
         self.rcv_nxt = (rcv_nxt + n) & MASK
         self.segs_unacked += 1
         if self.segs_unacked >= 2:
@@ -1246,6 +1294,73 @@ class Tcb:
             per_rtt = ((self.snd_max - self.snd_una) & MASK) // (2 * self.mss)
             rto.sample(rtt, per_rtt if per_rtt > 1 else 1)
         self._arm_sender_timer(now, advanced)
+
+    def _predicted_ack(
+        self,
+        rec: LossRecovery,
+        ack: int,
+        ts: tuple[int, int] | None,
+        now: float,
+    ) -> None:
+        """`_sender_ack` for a predicted segment whose ACK advances SND.UNA
+        when loss recovery would take its common-ACK path (state OPEN,
+        nothing SACKed, lost or retransmitted, no loss probe out, no rate
+        sampler): Linux tcp_rcv_established's fast path going to tcp_ack
+        without FLAG_SLOWPATH. Header prediction already ruled out SACK
+        blocks and ECE, so the D-SACK, duplicate-ACK and ECN-echo work of
+        the full path cannot apply; the rest is the same, in the same order
+        (_on_ack_advance, the RTT sample, _arm_sender_timer inlined), so the
+        TCB ends in the same state (tests/unit/test_sender_fastpath.py)."""
+        una = self.snd_una
+        d = (ack - una) & MASK  # 0 < d < 2**31: an advance within SND.MAX
+        rto = self.rto
+        rtt = rec._on_cumulative_ack(self.una_off + d, now, rto.srtt or 0.0)
+        if self.ecn_flags and rec.state is not _OPEN:
+            self._ecn_after_reduction(_OPEN)  # RACK found a loss: recovery
+        # _on_ack_advance, inlined.
+        sndbuf_seq = self.sndbuf_seq
+        n_data = (ack - sndbuf_seq) & MASK
+        if n_data and not n_data & HALF:  # seq_diff(ack, SND buffer start) > 0
+            buf = self.sndbuf
+            if n_data >= len(buf):
+                n_data = len(buf)
+                self.sndbuf = _EMPTY_BUF  # all acknowledged: hold no buffer
+            else:
+                del buf[:n_data]
+            self.sndbuf_seq = (sndbuf_seq + n_data) & MASK
+        self.snd_una = ack
+        self.una_off += d
+        snd_nxt = self.snd_nxt
+        if snd_nxt != ack and (snd_nxt - ack) & MASK >= HALF:
+            self.snd_nxt = ack  # a timeout rewound SND.NXT below the ACK
+        self.retries = 0
+        pacer = self.pacer
+        if pacer is not None:
+            pacer.rate = self.cc.pacing_rate_for(rto.srtt, now)
+        # One RTT sample per ACK, as _sender_ack.
+        if rtt is None and ts is not None:
+            tsecr = ts[1]
+            if tsecr:
+                rtt_ms = (self._tsval() - tsecr) & MASK
+                if rtt_ms < 1_000_000:
+                    rtt = rtt_ms / 1000
+        snd_max = self.snd_max
+        if rtt is not None:
+            per_rtt = ((snd_max - ack) & MASK) // (2 * self.mss)
+            rto.sample(rtt, per_rtt if per_rtt > 1 else 1)
+        # _arm_sender_timer(now, advanced=True), inlined.
+        if self.persist:
+            return
+        if ack == snd_max:
+            self.rtx_deadline = None  # RFC 6298 5.2: all data acknowledged
+        elif rec.reo_deadline is not None:
+            self.rtx_deadline, self.rtx_kind = rec.reo_deadline, RTX_REO
+        else:
+            pto = rec.pto(rto.srtt, rto.rto) if self.settings.tlp else None
+            if pto is not None:
+                self.rtx_deadline, self.rtx_kind = now + pto, RTX_PTO
+            else:
+                self.rtx_deadline, self.rtx_kind = now + rto.rto, RTX_RTO
 
     def _sack_spans(
         self,
