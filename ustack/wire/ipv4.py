@@ -160,7 +160,10 @@ def build_tcp_packet(
         and not seg.sack_blocks
     ):
         # The usual data segment or ACK: timestamps alone go into the same
-        # pack as the headers; no option bytes are built.
+        # pack as the headers; no option bytes are built. TcpPacketBuilder.build
+        # repeats this arithmetic with its cached sums (a call per segment
+        # costs more than the lines); tests/unit/test_wire_fastpath.py holds
+        # both to the generic builder, byte for byte.
         tsval, tsecr = ts
         sport = seg.src_port
         dport = seg.dst_port
@@ -292,6 +295,8 @@ class TcpPacketBuilder:
             return self.prefix + build_tcp_packet(
                 self.src, dst, seg, self.ident, self.ttl, self.partial_csum
             )
+        # build_tcp_packet's timestamps-only path with the sums cached here;
+        # kept as a copy on purpose (see there).
         addr_sum = self._peers.get(dst)
         if addr_sum is None:
             addr_sum = self._addr_sum(dst)
