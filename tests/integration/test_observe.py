@@ -229,3 +229,46 @@ def test_pcap_read_back_by_tshark(ustack_up: UstackUp, tmp_path: Path) -> None:
     svg = tmp_path / "ladder.svg"
     ustack(stack, "trace", str(pcap), "--svg", str(svg))
     assert svg.read_text().startswith("<svg")
+
+
+# Read 2 MB of chargen (ustack is the sender), then hold the connection open.
+CHARGEN_READ_AND_HOLD = """
+got = 0
+while got < 2_000_000:
+    got += len(s.recv(65536))
+print("read", flush=True)
+sys.stdin.readline()
+s.close()
+"""
+
+
+@pytest.mark.parametrize("congestion", ["bbr", "cubic"])
+def test_ss_shows_bbr_and_pacing_of_a_live_sender(
+    ustack_up: UstackUp, congestion: str
+) -> None:
+    """`ustack ss` through the real CLI and control socket, on a connection
+    ustack is sending on: BBR's model and the pacing and delivery rates, as
+    Linux's `ss -i` prints them (`bbr:(bw:...,mrtt:...,pacing_gain:...,
+    cwnd_gain:...)`, `pacing_rate`, `delivery_rate`); none for CUBIC."""
+    stack = ustack_up("--set", f"congestion={congestion}")
+    proc = held_client(stack, CHARGEN_READ_AND_HOLD, 19)
+    try:
+        step(proc, b"read")
+        text = ustack(stack, "ss", "-H", "sport", "=", ":19")
+        (row,) = [
+            r for r in ss_json(stack)
+            if r["local"] == f"{STACK}:19" and r["state"] == "ESTAB"
+        ]
+    finally:
+        release(proc)
+        proc.wait(30)
+    assert f"{STACK}:19" in text, text
+    if congestion == "bbr":
+        assert row["bbr"]["bw"] > 0 and row["bbr"]["mrtt"] > 0
+        assert row["pacing_rate"] > 0 and row["delivery_rate"] > 0
+        for cell in ("bbr:(bw:", ",mrtt:", "pacing_gain:", "cwnd_gain:",
+                     "pacing_rate ", "delivery_rate "):
+            assert cell in text, (cell, text)
+    else:
+        assert row["bbr"] is None and row["pacing_rate"] is None
+        assert "bbr:" not in text and "pacing_rate" not in text
