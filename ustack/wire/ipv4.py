@@ -152,6 +152,7 @@ def build_tcp_packet(
     payload = seg.payload
     plen = len(payload)
     ts = seg.timestamp
+    tail: tuple[int, ...]
     if (
         ts is not None
         and seg.mss is None
@@ -160,48 +161,16 @@ def build_tcp_packet(
         and not seg.sack_blocks
     ):
         # The usual data segment or ACK: timestamps alone go into the same
-        # pack as the headers; no option bytes are built. TcpPacketBuilder.build
-        # repeats this arithmetic with its cached sums (a call per segment
-        # costs more than the lines); tests/unit/test_wire_fastpath.py holds
-        # both to the generic builder, byte for byte.
-        tsval, tsecr = ts
-        sport = seg.src_port
-        dport = seg.dst_port
-        seq = seg.seq
-        ack = seg.ack
-        flags = seg.flags
-        window = seg.window
-        urg = seg.urg_ptr
-        if partial_csum:
-            tcp_csum = (addr_sum + PROTO_TCP + 32 + plen) % 0xFFFF or 0xFFFF
-        else:
-            # RFC 1071 from the field values: every field starts on a 16-bit
-            # boundary and 2**16 == 1 (mod 0xFFFF), so a 32-bit field counts
-            # as its value; > 0, as the protocol term is nonzero.
-            p = int.from_bytes(payload, "big") % 0xFFFF if plen else 0
-            if plen & 1:
-                p <<= 8  # RFC 9293 3.1: pad with a zero byte
-            s = (
-                p + addr_sum + PROTO_TCP + 32 + plen + sport + dport + seq + ack
-                + (8 << 12) + flags + window + urg + _TS_LEAD + tsval + tsecr
-            ) % 0xFFFF
-            tcp_csum = 0xFFFF - s if s else 0
-        total = 52 + plen
-        ident &= 0xFFFF
-        tos = seg.ecn
-        ip_s = (
-            0x4500 + tos + total + ident + _DF + (ttl << 8 | PROTO_TCP) + addr_sum
-        ) % 0xFFFF
-        hdr = _HDR_TCP_TS.pack(
-            0x45, tos, total, ident, _DF, ttl, PROTO_TCP,
-            0xFFFF - ip_s if ip_s else 0, src, dst, sport, dport, seq, ack,
-            0x80, flags, window, tcp_csum, urg, _TS_LEAD, tsval, tsecr,
-        )
-        return hdr + payload if plen else hdr
-    if partial_csum:
-        opts, tcp_hlen = _options(seg)
+        # pack as the headers; no option bytes are built.
+        opts, tcp_hlen, packer, tail = b"", 32, _HDR_TCP_TS, (_TS_LEAD, *ts)
+        if not partial_csum:
+            tcp_csum = _ts_only_csum(seg, ts, addr_sum + PROTO_TCP + 32 + plen)
     else:
-        opts, tcp_hlen, tcp_csum = _encode(seg, addr_sum)
+        packer, tail = _HDR_TCP, ()
+        if partial_csum:
+            opts, tcp_hlen = _options(seg)
+        else:
+            opts, tcp_hlen, tcp_csum = _encode(seg, addr_sum)
     if partial_csum:
         tcp_csum = (addr_sum + PROTO_TCP + tcp_hlen + plen) % 0xFFFF or 0xFFFF
     total = 20 + tcp_hlen + plen
@@ -211,7 +180,7 @@ def build_tcp_packet(
     ip_s = (
         0x4500 + tos + total + ident + _DF + (ttl << 8 | PROTO_TCP) + addr_sum
     ) % 0xFFFF
-    hdr = _HDR_TCP.pack(
+    hdr = packer.pack(
         0x45,
         tos,
         total,
@@ -231,10 +200,38 @@ def build_tcp_packet(
         seg.window,
         tcp_csum,
         seg.urg_ptr,
+        *tail,
     )
     if opts:
         return b"".join((hdr, opts, payload))
     return hdr + payload if plen else hdr
+
+
+def _ts_only_csum(seg: TcpSegment, ts: tuple[int, int], pseudo: int) -> int:
+    """The TCP checksum of a segment whose only option is NOP NOP TS,
+    summed from the field values: every field starts on a 16-bit boundary
+    and 2**16 == 1 (mod 0xFFFF), so a 32-bit field counts as its value
+    (RFC 1071). `pseudo` is the pseudo-header's sum."""
+    payload = seg.payload
+    p = int.from_bytes(payload, "big") % 0xFFFF if payload else 0
+    if len(payload) & 1:
+        p <<= 8  # RFC 9293 3.1: pad with a zero byte
+    s = (
+        p
+        + pseudo
+        + seg.src_port
+        + seg.dst_port
+        + seg.seq
+        + seg.ack
+        + (8 << 12)  # data offset: 8 words
+        + seg.flags
+        + seg.window
+        + seg.urg_ptr
+        + _TS_LEAD
+        + ts[0]
+        + ts[1]
+    ) % 0xFFFF  # > 0: the pseudo-header's protocol term is nonzero
+    return 0xFFFF - s if s else 0
 
 
 class TcpPacketBuilder:
@@ -295,8 +292,6 @@ class TcpPacketBuilder:
             return self.prefix + build_tcp_packet(
                 self.src, dst, seg, self.ident, self.ttl, self.partial_csum
             )
-        # build_tcp_packet's timestamps-only path with the sums cached here;
-        # kept as a copy on purpose (see there).
         addr_sum = self._peers.get(dst)
         if addr_sum is None:
             addr_sum = self._addr_sum(dst)
@@ -310,20 +305,11 @@ class TcpPacketBuilder:
         flags = seg.flags
         window = seg.window
         urg = seg.urg_ptr
-        if self.partial_csum:
-            tcp_csum = (addr_sum + PROTO_TCP + 32 + plen) % 0xFFFF or 0xFFFF
+        pseudo = addr_sum + PROTO_TCP + 32 + plen
+        if self.partial_csum:  # offload: the device completes the checksum
+            tcp_csum = pseudo % 0xFFFF or 0xFFFF
         else:
-            # RFC 1071 from the field values: every field starts on a 16-bit
-            # boundary and 2**16 == 1 (mod 0xFFFF), so a 32-bit field counts
-            # as its value; > 0, as the protocol term is nonzero.
-            p = int.from_bytes(payload, "big") % 0xFFFF if plen else 0
-            if plen & 1:
-                p <<= 8  # RFC 9293 3.1: pad with a zero byte
-            s = (
-                p + addr_sum + PROTO_TCP + 32 + plen + sport + dport + seq + ack
-                + (8 << 12) + flags + window + urg + _TS_LEAD + tsval + tsecr
-            ) % 0xFFFF
-            tcp_csum = 0xFFFF - s if s else 0
+            tcp_csum = _ts_only_csum(seg, ts, pseudo)
         total = 52 + plen
         tos = seg.ecn
         ip_s = (self._ip_base + addr_sum + tos + total) % 0xFFFF

@@ -124,30 +124,7 @@ def parse_tcp(
 ) -> TcpSegment:
     """Parse a TCP segment (the IP payload). `payload` is a fresh `bytes`."""
     n = len(buf)
-    if n >= 32:
-        # The usual data segment or ACK: header + NOP NOP TIMESTAMP (Linux's
-        # layout), fields and option in one unpack, the payload sliced once.
-        sport, dport, seq, ack, off, flags, win, _, urg, lead, tsval, tsecr = (
-            _HDR_TS.unpack_from(buf)
-        )
-        if off & 0xF0 == 0x80 and lead == _TS_LEAD:  # data offset 8: 32 bytes
-            if verify:  # as below
-                s = int.from_bytes(buf, "big") % 0xFFFF
-                if n & 1:
-                    s <<= 8
-                s += (
-                    int.from_bytes(src_ip, "big")
-                    + int.from_bytes(dst_ip, "big")
-                    + 6
-                    + n
-                )
-                if s % 0xFFFF:
-                    raise WireError("bad_tcp_csum")
-            return TcpSegment(
-                sport, dport, seq, ack, flags, win, bytes(buf[32:]),
-                None, None, False, (), (tsval, tsecr), urg,
-            )
-    elif n < 20:
+    if n < 20:
         raise WireError("short")
     hlen = (buf[12] >> 4) << 2
     if hlen < 20 or hlen > n:
@@ -162,6 +139,15 @@ def parse_tcp(
         s += int.from_bytes(src_ip, "big") + int.from_bytes(dst_ip, "big") + 6 + n
         if s % 0xFFFF:
             raise WireError("bad_tcp_csum")
+    if hlen == 32:  # NOP NOP TIMESTAMP alone, as on Linux data segments?
+        sport, dport, seq, ack, _, flags, win, _, urg, lead, tsval, tsecr = (
+            _HDR_TS.unpack_from(buf)
+        )
+        if lead == _TS_LEAD:  # one unpack, positional fields
+            return TcpSegment(
+                sport, dport, seq, ack, flags, win, bytes(buf[32:]),
+                None, None, False, (), (tsval, tsecr), urg,
+            )
     sport, dport, seq, ack, _, flags, win, _, urg = _HDR.unpack_from(buf)
     seg = TcpSegment(sport, dport, seq, ack, flags, win, bytes(buf[hlen:]), urg_ptr=urg)
     if hlen > 20:
